@@ -1,0 +1,35 @@
+# Two entry points for a fresh clone: `make train` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install train demo test test-fast lint import-official clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Main job on the embedded demo data.
+train: $(STAMP)
+	$(PY) scripts/demo_fuse.py  # until the training engine lands: fuse a generated demo pair
+
+# Fuse a generated demo pair with a randomly initialised model (no data needed).
+demo: $(STAMP)
+	$(PY) scripts/demo_fuse.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2
+
+lint: $(STAMP)
+	$(PY) -m ruff check gifnet scripts tests
+
+# Convert the released checkpoint (if ../shared is present) into our format.
+import-official: $(STAMP)
+	$(PY) scripts/import_official.py ../shared/official/Final.model checkpoints/gifnet_official.pt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,25 @@
+"""Shared fixtures. Tests that need ``../shared`` use the ``shared`` fixture and skip cleanly without it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Keep the suite predictable on small CI machines (2 cores, pytest-xdist with 2 workers).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from gifnet.paths import shared_root  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """Path of the read-only ``../shared`` folder; skips the test when it is absent."""
+    root = shared_root()
+    if root is None:
+        pytest.skip("../shared not available")
+    return root

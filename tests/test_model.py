@@ -1,0 +1,224 @@
+"""GIFNet architecture: parameter count, shapes, ablation switches, stop-gradient semantics, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gifnet.models import GIFNet, GIFNetConfig
+from gifnet.models.cfgm import relative_log_positions
+
+
+def _pair(h=37, w=53, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, h, w, generator=g), torch.rand(batch, 1, h, w, generator=g)
+
+
+def test_default_parameter_count_matches_release():
+    assert GIFNet().num_parameters() == 822_780
+
+
+def test_component_parameter_counts():
+    m = GIFNet()
+
+    def n(mod):
+        return sum(p.numel() for p in mod.parameters())
+
+    assert n(m.encoder) == 29_472
+    assert n(m.fusion) == 584_786
+    assert n(m.decoder) == 128_777
+    assert n(m.reconstructor) == 79_745
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (5, 5), (8, 8), (13, 29), (64, 40)])
+def test_any_size_keeps_shape_and_range(hw):
+    a, b = _pair(*hw, batch=1)
+    m = GIFNet().eval()
+    y = m.fuse(a, b)
+    assert y.shape == a.shape
+    assert torch.isfinite(y).all() and (y > 0).all() and (y < 1).all()
+
+
+def test_too_small_or_bad_inputs_raise():
+    m = GIFNet()
+    with pytest.raises(ValueError, match="at least 5"):
+        m.fuse(torch.rand(1, 1, 4, 9), torch.rand(1, 1, 4, 9))
+    with pytest.raises(ValueError, match="differ"):
+        m.fuse(torch.rand(1, 1, 9, 9), torch.rand(1, 1, 9, 10))
+    with pytest.raises(ValueError, match="luma"):
+        m.fuse(torch.rand(1, 3, 9, 9), torch.rand(1, 3, 9, 9))
+
+
+def test_relative_positions_formula():
+    pos = relative_log_positions(8)
+    assert pos.shape == (64, 64, 2)
+    # token 0 = (0,0), token 9 = (1,1): d = (0-1, 0-1) → -ln 2
+    assert torch.allclose(pos[0, 9], torch.tensor([-0.6931472, -0.6931472]))
+    assert torch.equal(pos[9, 0], -pos[0, 9])
+    assert torch.all(pos[torch.arange(64), torch.arange(64)] == 0)
+
+
+def test_inference_paths_differ_and_streams_are_used():
+    a, b = _pair(24, 24, batch=1)
+    m = GIFNet().eval()
+    y_dp, y_mm = m.fuse(a, b, step="dp"), m.fuse(a, b, step="mm")
+    assert not torch.allclose(y_dp, y_mm)
+    assert torch.equal(m.fuse(a, b), y_dp)  # default inference reads the dp stream
+    m_mm = GIFNet(inference_stream="mm").eval()
+    m_mm.load_state_dict(m.state_dict())
+    assert torch.equal(m_mm.fuse(a, b), y_mm)
+
+
+def test_model_is_not_symmetric_in_inputs():
+    a, b = _pair(20, 20, batch=1)
+    m = GIFNet().eval()
+    assert not torch.allclose(m.fuse(a, b), m.fuse(b, a))
+
+
+ABLATIONS = [
+    {},
+    {"gating": "off"},
+    {"gating": "fixed", "gate_value": 0.3},
+    {"cross_attention": False},
+    {"reconstruction": False},
+    {"dual_stream": False},
+    {"dual_stream": False, "inference_stream": "mm"},
+    {"inference_stream": "mm"},
+    {"depth": 3},
+    {"depth": 1},
+    {"enc_width": 16, "heads": 1},
+    {"heads": 7, "window": 4},
+    {"mlp_ratio": 1.0},
+    {"stop_gradient": False},
+    {"official_dwconv_quirk": False},
+]
+
+
+@pytest.mark.parametrize("overrides", ABLATIONS, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()) or "default")
+def test_every_switch_runs_forward_and_backward(overrides):
+    torch.manual_seed(0)
+    m = GIFNet(**overrides)
+    a, b = _pair()
+    for step in ("mm", "dp"):
+        f = m.encode(a, b)
+        with torch.no_grad():
+            f_other = m.encode(b, a)
+        g = m.cfgm(f, f_other, step) if step == "mm" else m.cfgm(f_other, f, step)
+        y = m.decode(f, g)
+        loss = y.square().mean()
+        if m.reconstructor is not None:
+            loss = loss + m.reconstruct(f).abs().mean()
+        m.zero_grad(set_to_none=True)
+        loss.backward()
+        assert y.shape == a.shape
+        grads = [p.grad for p in m.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(gr).all() for gr in grads)
+        assert m.encoder.convs[0].weight.grad.abs().sum() > 0
+    if overrides.get("reconstruction") is False:
+        with pytest.raises(RuntimeError, match="reconstruction=False"):
+            m.reconstruct(f)
+
+
+def test_gating_off_makes_output_independent_of_other_stream():
+    m = GIFNet(gating="off").eval()
+    a, b = _pair(16, 24, batch=1)
+    with torch.no_grad():
+        f = m.encode(a, b)
+        g1 = m.cfgm(f, f, "dp")
+        g2 = m.cfgm(torch.zeros_like(f), f, "dp")
+    assert torch.equal(g1, g2)
+
+
+def test_gating_learned_depends_on_other_stream():
+    m = GIFNet().eval()
+    a, b = _pair(16, 24, batch=1)
+    with torch.no_grad():
+        f = m.encode(a, b)
+        assert not torch.allclose(m.cfgm(f, f, "dp"), m.cfgm(f * 0.5, f, "dp"))
+
+
+def test_fixed_gate_is_not_trainable():
+    m = GIFNet(gating="fixed", gate_value=0.25)
+    names = [n for n, _ in m.named_parameters()]
+    assert not any("alpha" in n for n in names)
+    assert torch.allclose(m.fusion.alpha_fixed, torch.full((2,), 0.25))
+
+
+def test_single_stream_has_fewer_parameters_and_ignores_other_features():
+    m = GIFNet(dual_stream=False).eval()
+    assert m.num_parameters() < GIFNet().num_parameters()
+    assert not any(".dp." in n or n.endswith(".dp") for n, _ in m.named_parameters())
+    a, b = _pair(16, 16, batch=1)
+    with torch.no_grad():
+        f = m.encode(a, b)
+        assert torch.equal(m.cfgm(f, torch.zeros_like(f), "mm"), m.cfgm(f, f, "mm"))
+
+
+def _grad_names(model, step):
+    a, b = _pair(16, 16, batch=1)
+    f = model.encode(a, b)
+    with torch.no_grad():
+        f_other = model.encode(b, a)
+    g = model.cfgm(f, f_other, "mm") if step == "mm" else model.cfgm(f_other, f, "dp")
+    model.zero_grad(set_to_none=True)
+    model.decode(f, g).mean().backward()
+    return {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+@pytest.mark.parametrize("step", ["mm", "dp"])
+def test_stop_gradient_semantics_match_release(step):
+    """GIFNET.md 3.7: the other stream's attention path gets no gradient; its embed, RLN meta, MLP do."""
+    torch.manual_seed(1)
+    m = GIFNet()
+    names = _grad_names(m, step)
+    other = "dp" if step == "mm" else "mm"
+    b0 = f"fusion.blocks.0.streams.{other}."
+    for part in ("qk.weight", "v.weight", "proj.weight", "dwconv.weight", "norm.weight", "norm.bias"):
+        assert b0 + part not in names, part
+    for part in ("norm.meta1.weight", "norm.meta2.weight", "mlp.0.weight", "mlp.2.weight"):
+        assert b0 + part in names, part
+    assert f"fusion.embed.{other}.weight" in names
+    assert f"fusion.alpha.{step}" in names
+    assert f"fusion.alpha.{other}" not in names
+    # block 1 of the other stream is never computed for the returned output
+    assert not any(n.startswith(f"fusion.blocks.1.streams.{other}.") for n in names)
+    # without the stop-gradient, the other stream's attention path trains too
+    torch.manual_seed(1)
+    names_free = _grad_names(GIFNet(stop_gradient=False), step)
+    assert b0 + "qk.weight" in names_free
+
+
+def test_config_validation_errors():
+    with pytest.raises(ValueError, match="gating"):
+        GIFNet(gating="sigmoid")
+    with pytest.raises(ValueError, match="not divisible by heads"):
+        GIFNet(heads=4)
+    with pytest.raises(ValueError, match="unknown keys"):
+        GIFNet(windw=8)
+    with pytest.raises(ValueError, match="inference_stream"):
+        GIFNet(inference_stream="ivif")
+    with pytest.raises(ValueError, match="window must be even"):
+        GIFNet(window=7)
+    with pytest.raises(ValueError, match="depth"):
+        GIFNet(depth=0)
+    with pytest.raises(ValueError, match="step"):
+        GIFNet().fuse(*_pair(8, 8, batch=1), step="ivif")
+
+
+def test_config_roundtrip():
+    cfg = GIFNetConfig(gating="fixed", gate_value=0.2, depth=3)
+    assert GIFNetConfig.from_dict(cfg.to_dict()) == cfg
+    assert GIFNet.from_config(cfg).config == cfg
+
+
+def test_initialisation_follows_release_rules():
+    torch.manual_seed(0)
+    m = GIFNet()
+    p = m.fusion.blocks[0].streams["mm"]
+    assert torch.all(p.norm.meta1.bias == 1) and torch.all(p.norm.meta2.bias == 0)
+    assert torch.all(p.v.bias == 0) and torch.all(p.qk.bias == 0)
+    assert abs(p.qk.weight.std().item() - 0.0825) < 0.006
+    assert abs(p.v.weight.std().item() - 0.0505) < 0.004
+    assert abs(p.mlp[0].weight.std().item() - 0.0412) < 0.003
+    alpha = m.fusion.alpha["mm"]
+    assert alpha.shape == (2,) and torch.all((alpha >= 0) & (alpha < 1))
