@@ -15,7 +15,7 @@ install: $(STAMP)
 
 # Main job on the embedded demo data.
 train: $(STAMP)
-	$(PY) scripts/demo_fuse.py  # until the training engine lands: fuse a generated demo pair
+	$(PY) scripts/train.py task=joint
 
 # Fuse a generated demo pair with a randomly initialised model (no data needed).
 demo: $(STAMP)

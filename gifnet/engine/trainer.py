@@ -1,0 +1,398 @@
+"""Training runner: alternating per-task optimiser steps, logging, atomic checkpoints, exact resume, DDP.
+
+One iteration takes one batch and runs every :class:`~gifnet.engine.steps.StepSpec` of the task config in
+order, each with its own ``zero_grad`` / ``backward`` / ``optimizer.step()`` on one shared optimiser
+(the released protocol: IVIF step, then MFIF step with the weights just updated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from gifnet.losses import build_ivif_weighting
+from gifnet.models import GIFNet
+from gifnet.models.checkpoint import read_checkpoint, save_checkpoint
+
+from .distributed import DistInfo, average_gradients, broadcast_parameters, init_distributed
+from .sampler import BatchListSampler, ResumableSampler
+from .steps import LossConfig, compute_step_loss, parse_steps
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/Inf; the run stops and the last good checkpoint is kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager | None:
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError("precision=fp16 needs CUDA; use bf16 on CPU")
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 - global state used by third-party code
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party users of the global generator
+    torch.manual_seed(seed)
+
+
+def build_optimizer(params, cfg: DictConfig) -> torch.optim.Optimizer:
+    name = str(cfg.get("name", "adam")).lower()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optim.name must be adam or adamw, got {name!r}")
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: DictConfig, total_iters: int):
+    kind = str(cfg.get("scheduler", "constant"))
+    warmup = int(cfg.get("warmup_steps", 0))
+    min_ratio = float(cfg.get("min_lr", 0.0)) / float(cfg.lr) if cfg.lr else 0.0
+    if kind not in ("constant", "cosine"):
+        raise ValueError(f"optim.scheduler must be constant or cosine, got {kind!r}")
+
+    def factor(it: int) -> float:
+        if warmup and it < warmup:
+            return (it + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        t = min(1.0, (it - warmup) / max(1, total_iters - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class Trainer:
+    """Builds everything from a composed ``configs/train.yaml`` and runs the training loop."""
+
+    def __init__(self, cfg: DictConfig, run_dir: str | Path):
+        self.cfg = cfg
+        self.device = resolve_device(str(cfg.device))
+        self.dist: DistInfo = init_distributed(str(self.device))
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.run_dir = self._shared_run_dir(Path(run_dir))
+        self.autocast = autocast_context(str(cfg.precision), self.device)
+        seed_everything(int(cfg.seed))
+
+        from hydra.utils import instantiate
+
+        self.model: GIFNet = instantiate(cfg.model).to(self.device)
+        broadcast_parameters(self.model)
+        self.steps = parse_steps(OmegaConf.to_container(cfg.task.steps, resolve=True))
+        self.trained_tasks = list(cfg.task.trained_tasks)
+        lc = cfg.loss
+        self.loss_cfg = LossConfig(rec_weight=lc.rec_weight, msssim=lc.msssim, dp_ssim_weight=lc.dp_ssim_weight)
+        self.weighting = None
+        if any(s.loss == "ivif" for s in self.steps):
+            self.weighting = build_ivif_weighting(
+                lc.ivif_weighting, weights_path=lc.densenet_weights, fixed=tuple(lc.fixed_weights)
+            ).to(self.device)
+
+        self.dataset = instantiate(cfg.data, _convert_="partial")
+        if len(self.dataset) == 0:
+            raise ValueError("the training dataset is empty")
+        loader_opts = dict(getattr(self.dataset, "loader_defaults", {}) or {})
+        tc = cfg.train
+        self.batch_size = int(tc.batch_size if tc.get("batch_size") else loader_opts.get("batch_size", 8))
+        self.sampler = ResumableSampler(
+            len(self.dataset), self.batch_size, seed=int(cfg.seed), shuffle=bool(loader_opts.get("shuffle", True)),
+            rank=self.dist.rank, world_size=self.dist.world_size, drop_last=bool(loader_opts.get("drop_last", False)),
+        )  # fmt: skip
+        nw = int(tc.num_workers if tc.get("num_workers") is not None else loader_opts.get("num_workers", 0))
+        self.loader = DataLoader(
+            self.dataset, batch_sampler=BatchListSampler(self.sampler), num_workers=nw,
+            pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        self.iters_per_epoch = self.sampler.batches_per_epoch()
+        self.total_iters = int(tc.epochs) * self.iters_per_epoch
+        if tc.get("max_steps"):
+            self.total_iters = min(self.total_iters, int(tc.max_steps))
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_iters)
+        self.iteration, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best_val = math.inf
+        self.val_loader = self._build_val_loader()
+        self.writer = None
+        if self.dist.is_main and tc.get("tensorboard", True):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        if cfg.get("resume"):
+            self.load_state(cfg.resume)
+
+    # -- set-up helpers -----------------------------------------------------------------------------------
+    def _shared_run_dir(self, run_dir: Path) -> Path:
+        """All ranks use rank 0's run directory."""
+        if self.dist.enabled:
+            obj = [str(run_dir)]
+            dist.broadcast_object_list(obj, src=0)
+            run_dir = Path(obj[0])
+        if self.dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _build_val_loader(self) -> DataLoader | None:
+        if self.cfg.get("val") is None:
+            return None
+        from hydra.utils import instantiate
+
+        ds = instantiate(self.cfg.val, _convert_="partial")
+        if hasattr(ds, "online"):
+            ds.online = False
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=False)
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def state_extra(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "progress": {"iteration": self.iteration, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+            "best_val": self.best_val,
+            "rng": rng_state(),
+            "train_config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+
+    def save(self, name: str) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        path = save_checkpoint(
+            self.run_dir / "checkpoints" / name, self.model, trained_tasks=self.trained_tasks,
+            provenance={"run_dir": str(self.run_dir), "task": str(self.cfg.task.name)}, **self.state_extra(),
+        )  # fmt: skip
+        return path
+
+    def load_state(self, path: str | Path) -> None:
+        obj = read_checkpoint(path)
+        if obj["model_config"] != self.model.config.to_dict():
+            raise ValueError(f"{path}: model config differs from this run's (resume needs the same architecture)")
+        self.model.load_state_dict(obj["state_dict"], strict=True)
+        if "optimizer" not in obj:
+            raise ValueError(f"{path}: holds weights only (no optimiser state); use it as model init, not resume")
+        self.optimizer.load_state_dict(obj["optimizer"])
+        self.scheduler.load_state_dict(obj["scheduler"])
+        p = obj["progress"]
+        self.iteration, self.epoch, self.batch_in_epoch = p["iteration"], p["epoch"], p["batch_in_epoch"]
+        self.best_val = obj.get("best_val", math.inf)
+        set_rng_state(obj["rng"])
+        log.info("resumed from %s at iteration %d (epoch %d, batch %d)", path, self.iteration, self.epoch,
+                 self.batch_in_epoch)
+
+    # -- one iteration --------------------------------------------------------------------------------------
+    def train_iteration(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict]:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        set_to_none = bool(self.cfg.optim.get("set_to_none", True))
+        clip = self.cfg.optim.get("grad_clip")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        scalars: dict[str, float] = {}
+        images: dict[str, dict] = {}
+        for spec in self.steps:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
+            loss, sc, im = compute_step_loss(self.model, batch, spec, self.loss_cfg, self.weighting, self.autocast)
+            if loss is None:
+                continue
+            self._check_finite(loss, spec.task)
+            loss.backward()
+            average_gradients(params, self.dist.world_size)
+            if clip:
+                sc[f"{spec.task}/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, float(clip)))
+            self.optimizer.step()
+            scalars.update(sc)
+            images[spec.task] = im
+        self.scheduler.step()
+        return scalars, images
+
+    def _check_finite(self, loss: torch.Tensor, task: str) -> None:
+        bad = torch.tensor(float(not torch.isfinite(loss.detach()).item()), device=self.device)
+        if self.dist.enabled:
+            dist.all_reduce(bad)
+        if bad.item():
+            raise NonFiniteLossError(
+                f"non-finite {task} loss ({float(loss.detach())}) at iteration {self.iteration} (epoch {self.epoch}); "
+                f"stopping. The last good checkpoint in {self.run_dir / 'checkpoints'} is kept. Try a lower "
+                f"optim.lr, optim.grad_clip, or precision=fp32."
+            )
+
+    # -- logging --------------------------------------------------------------------------------------------
+    def log_scalars(self, scalars: dict[str, float], samples_per_s: float) -> None:
+        if self.writer is None:
+            return
+        it = self.iteration
+        for k, v in scalars.items():
+            self.writer.add_scalar(f"loss/{k}", v, it)
+        self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], it)
+        self.writer.add_scalar("throughput/samples_per_s", samples_per_s, it)
+        fusion = self.model.fusion
+        if fusion.gating == "learned":
+            for s, alpha in fusion.alpha.items():
+                for k in range(0, fusion.depth, 2):
+                    self.writer.add_scalar(f"alpha/{s}_block{k}", float(alpha[k].detach()), it)
+
+    def log_images(self, images: dict[str, dict]) -> None:
+        if self.writer is None:
+            return
+        from torchvision.utils import make_grid
+
+        for task, im in images.items():
+            cols = [im[k].float().cpu() for k in ("a", "b", "fused", "rec") if k in im]
+            grid = make_grid(torch.cat(cols, 0), nrow=cols[0].shape[0], padding=2, pad_value=1.0)
+            self.writer.add_image(f"images/{task} (rows: a, b, fused, rec)", grid, self.iteration)
+
+    def log_data_preview(self) -> None:
+        if self.writer is None:
+            return
+        from gifnet.data.preview import make_preview_grid
+
+        n = min(4, len(self.dataset))
+        samples = [self.dataset[i] for i in range(n)]
+        label = "ir (SIMULATED)" if getattr(self.dataset, "simulated_ir", False) else None
+        grid = make_preview_grid(samples, ir_label=label)
+        self.writer.add_image("data/preview", grid, 0, dataformats="HWC")
+
+    # -- validation -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if self.val_loader is None:
+            return None
+        totals = []
+        for batch in self.val_loader:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            loss_sum = 0.0
+            for spec in self.steps:
+                loss, _, _ = compute_step_loss(self.model, batch, spec, self.loss_cfg, self.weighting, self.autocast)
+                if loss is not None:
+                    loss_sum += float(loss)
+            totals.append(loss_sum)
+        value = float(np.mean(totals)) if totals else math.nan
+        if self.writer is not None:
+            self.writer.add_scalar("val/total", value, self.iteration)
+        if value < self.best_val:
+            self.best_val = value
+            self.save("best.pt")
+        return value
+
+    # -- loop -----------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        tc = self.cfg.train
+        if self.iteration == 0:
+            self.log_data_preview()
+        pbar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.dist.is_main or not tc.progress,
+                    desc=f"train {self.cfg.task.name}", dynamic_ncols=True)
+        last: dict[str, float] = {}
+        t_start, n_samples = time.perf_counter(), 0
+        while self.iteration < self.total_iters:
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.epoch)
+            for batch in self.loader:
+                t0 = time.perf_counter()
+                scalars, images = self.train_iteration(batch)
+                self.iteration += 1
+                self.batch_in_epoch += 1
+                n_samples += len(next(iter(batch.values()))) * self.dist.world_size
+                last = scalars
+                dt = time.perf_counter() - t0
+                if self.iteration % int(tc.log_every) == 0 or self.iteration == 1:
+                    self.log_scalars(scalars, len(next(iter(batch.values()))) * self.dist.world_size / dt)
+                if tc.image_every and self.iteration % int(tc.image_every) == 0:
+                    self.log_images(images)
+                pbar.update(1)
+                pbar.set_postfix(
+                    {k.replace("/total", ""): f"{v:.4f}" for k, v in scalars.items() if k.endswith("total")}
+                )
+                if tc.save_every and self.iteration % int(tc.save_every) == 0:
+                    self.save(f"iter_{self.iteration:07d}.pt")
+                    self.save("last.pt")
+                if tc.val_every and self.iteration % int(tc.val_every) == 0:
+                    self.validate()
+                if self.iteration >= self.total_iters:
+                    break
+            else:  # epoch finished
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                self.save(f"epoch_{self.epoch:03d}.pt")
+                if tc.val_every:
+                    self.validate()
+                continue
+            break
+        pbar.close()
+        path = self.save("last.pt")
+        elapsed = time.perf_counter() - t_start
+        summary = {
+            "iterations": self.iteration,
+            "epochs_completed": self.epoch,
+            "last_losses": last,
+            "seconds": elapsed,
+            "samples_per_s": n_samples / elapsed if elapsed else None,
+            "world_size": self.dist.world_size,
+            "ranks_in_sync": self.ranks_in_sync(),
+            "checkpoint": str(path) if path else None,
+        }
+        if self.dist.is_main:
+            tmp = self.run_dir / ".summary.json.tmp"
+            tmp.write_text(json.dumps(summary, indent=2))
+            os.replace(tmp, self.run_dir / "summary.json")
+        if self.writer is not None:
+            self.writer.close()
+        return summary
+
+    def ranks_in_sync(self) -> bool:
+        """Whether every rank holds bit-identical parameters (always true for one process)."""
+        if not self.dist.enabled:
+            return True
+        flat = torch.cat([p.detach().reshape(-1).double() for p in self.model.parameters()])
+        lo, hi = flat.clone(), flat.clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        return bool(torch.equal(lo, hi))
+

@@ -1,0 +1,352 @@
+"""Fusion of image pairs, stacks and remote-sensing bands with one GIFNet checkpoint (library API).
+
+>>> from gifnet.fusion import Fuser
+>>> fuser = Fuser.from_checkpoint("checkpoints/gifnet_official.pt", task="ivif")
+>>> rgb_or_gray = fuser.fuse_arrays(ir_array, vis_array)         # numpy in, numpy out
+>>> summary = fuser.fuse_folders("ir_dir", "vis_dir", "out_dir")   # pairs matched by file name
+
+The network fuses one luma channel; colour is handled around it by :mod:`gifnet.color` (``standard``: BT.601
+YCbCr with the 128 offset, saturation-weighted chroma; ``official``: the released script's rules). Task presets
+(:data:`TASKS`) fix the slot order (e.g. MEIF puts the over-exposed image in slot a) and, for the official
+colour mode, which slots the released script read as RGB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gifnet import color
+from gifnet.data.io import (
+    DataError,
+    SizeMismatchError,
+    list_images,
+    match_pairs,
+    read_image,
+    write_image_atomic,
+)
+from gifnet.models import GIFNet, load_checkpoint
+from gifnet.models.checkpoint import CheckpointError, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskPreset:
+    """How a task maps its inputs A/B onto GIFNet's slots, and the released script's colour flags."""
+
+    name: str
+    swap: bool = False  # slot a = B, slot b = A (MEIF: over-exposed first)
+    official_flags: tuple[bool, bool] = (True, True)  # (slot a read as RGB, slot b read as RGB)
+    kind: str = "pair"  # pair | remote | enhance
+    description: str = ""
+
+
+TASKS: dict[str, TaskPreset] = {
+    "ivif": TaskPreset("ivif", official_flags=(False, True), description="A = infrared, B = visible"),
+    "mfif": TaskPreset("mfif", official_flags=(True, True), description="A = near focus, B = far focus"),
+    "meif": TaskPreset("meif", swap=True, official_flags=(True, True),
+                       description="A = under-exposed, B = over-exposed (slot a = B, as released)"),
+    "medical": TaskPreset("medical", official_flags=(True, False), description="A = PET/SPECT (colour), B = MRI"),
+    "nir_vis": TaskPreset("nir_vis", official_flags=(False, True), description="A = NIR, B = visible"),
+    "remote": TaskPreset("remote", official_flags=(False, False), kind="remote",
+                         description="A = multi-band MS (on the PAN grid) or a folder of band files, B = PAN"),
+    "enhance": TaskPreset("enhance", official_flags=(True, True), kind="enhance",
+                          description="A = the image to enhance (its luma fills both slots)"),
+}  # fmt: skip
+
+
+def get_task(name: str) -> TaskPreset:
+    key = name.lower().replace("-", "_")
+    if key not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[key]
+
+
+def load_any_checkpoint(path: str | Path) -> tuple[GIFNet, list[str]]:
+    """Load one of our checkpoints, or the official ``Final.model`` directly; returns (model, trained tasks)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = read_checkpoint(path)
+    except CheckpointError as e:
+        if "import_official" not in str(e):
+            raise
+        from gifnet.models.convert import OFFICIAL_TRAINED_TASKS, load_official
+
+        log.info("%s is an official checkpoint: converting on the fly", path)
+        return load_official(path), list(OFFICIAL_TRAINED_TASKS)
+    model, obj = load_checkpoint(path)
+    return model, list(obj["trained_tasks"])
+
+
+def _luma_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
+
+
+@dataclass
+class FuseSummary:
+    fused: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        s = f"fused {len(self.fused)}, skipped {len(self.skipped)}, failed {len(self.failed)} in {self.seconds:.1f} s"
+        for name, err in self.failed.items():
+            s += f"\n  failed {name}: {err}"
+        return s
+
+
+class Fuser:
+    """Fuses numpy images with a GIFNet model under one task preset.
+
+    Args:
+        model: a GIFNet (put in eval mode).
+        task: task preset name (:data:`TASKS`).
+        color_mode: ``standard`` (default) or ``official`` (the released script's colour rules).
+        device: ``auto``, ``cpu``, ``cuda``...
+        precision: ``fp32`` or ``bf16`` (CPU AMX / CUDA autocast; fused output within ~1 grey level).
+        resize: ``None`` (size mismatch is an error) or ``"b"`` (resample A to B's size).
+    """
+
+    def __init__(
+        self,
+        model: GIFNet,
+        task: str = "ivif",
+        color_mode: str = "standard",
+        device: str = "auto",
+        precision: str = "fp32",
+        resize: str | None = None,
+    ):
+        if color_mode not in ("standard", "official"):
+            raise ValueError(f"color_mode must be 'standard' or 'official', got {color_mode!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if resize not in (None, "b"):
+            raise ValueError(f"resize must be null or 'b', got {resize!r}")
+        self.task = get_task(task)
+        self.color_mode, self.precision, self.resize = color_mode, precision, resize
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> Fuser:
+        model, _ = load_any_checkpoint(path)
+        return cls(model, **kwargs)
+
+    # -- core ---------------------------------------------------------------------------------------------
+    def fuse_luma(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Network fusion of two float luma planes in [0, 1] (already in slot order) → float32 plane."""
+        ta, tb = _luma_tensor(a, self.device), _luma_tensor(b, self.device)
+        ctx = (
+            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            y = self.model.fuse(ta, tb)
+        return y[0, 0].float().cpu().numpy()
+
+    def _slots(self, img_a: np.ndarray, img_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (img_b, img_a) if self.task.swap else (img_a, img_b)
+
+    def _match_size(self, img_a: np.ndarray, img_b: np.ndarray, names=("A", "B")) -> np.ndarray:
+        if img_a.shape[:2] == img_b.shape[:2]:
+            return img_a
+        if self.resize != "b":
+            raise SizeMismatchError(
+                f"size mismatch: {names[0]} is {img_a.shape[1]}x{img_a.shape[0]}, {names[1]} is "
+                f"{img_b.shape[1]}x{img_b.shape[0]} (W x H); pass resize=b to resample A to B's size"
+            )
+        import cv2
+
+        h, w = img_b.shape[:2]
+        return cv2.resize(img_a, (w, h), interpolation=cv2.INTER_CUBIC if img_a.shape[0] < h else cv2.INTER_AREA)
+
+    def fuse_arrays(self, img_a: np.ndarray, img_b: np.ndarray | None = None, names=("A", "B")) -> np.ndarray:
+        """Fuse two images given as A/B of the task (uint8/uint16, gray or RGB) → uint8/uint16 image.
+
+        For ``enhance`` only ``img_a`` is used. Colour is detected per image (3 equal channels = gray).
+        """
+        if self.task.kind == "remote":
+            raise ValueError("task 'remote' fuses band stacks: use fuse_remote()")
+        if self.task.kind == "enhance":
+            img_b = img_a
+        if img_b is None:
+            raise ValueError(f"task {self.task.name!r} needs two inputs")
+        img_a = self._match_size(img_a, img_b, names)
+        sa, sb = self._slots(img_a, img_b)
+        flags = self.task.official_flags if self.color_mode == "official" else (None, None)
+        la, lb, cctx = color.prepare_inputs(sa, sb, self.color_mode, flag_a=flags[0], flag_b=flags[1])
+        y = self.fuse_luma(la, lb)
+        return color.finish_output(y, cctx)
+
+    def fuse_stack(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Fuse N ≥ 2 images by sequential pairwise fusion.
+
+        Order: for ``meif`` the images are sorted by mean luma (darkest first) and each step fuses the running
+        result (as the darker input, A) with the next brighter image (B); for other tasks the given order is
+        used, the running result being A and the next image B. Intermediate results are kept as 16-bit when
+        inputs are 8-bit to avoid accumulating rounding.
+        """
+        if len(images) < 2:
+            raise ValueError(f"a stack needs at least 2 images, got {len(images)}")
+        imgs = list(images)
+        if self.task.name == "meif":
+            imgs.sort(key=lambda im: float(np.mean(im)) / color.max_value_of(im.dtype))
+        acc = imgs[0]
+        for nxt in imgs[1:]:
+            acc = self.fuse_arrays(acc, nxt)
+        return acc
+
+    def fuse_remote(self, ms: np.ndarray, pan: np.ndarray, postprocess: bool = True) -> np.ndarray:
+        """Fuse every MS band (H×W×K, on the PAN grid) with PAN (H×W), then the released post-processing.
+
+        Returns H×W×K with the dtype of ``ms``. Bands go into slot a, PAN into slot b.
+        """
+        from gifnet.remote import postprocess_band
+
+        if ms.ndim == 2:
+            ms = ms[..., None]
+        if pan.ndim != 2:
+            raise ValueError(f"PAN must be a single band, got shape {pan.shape}")
+        if ms.shape[:2] != pan.shape:
+            raise SizeMismatchError(f"MS bands are {ms.shape[1]}x{ms.shape[0]}, PAN is {pan.shape[1]}x{pan.shape[0]}")
+        maxv = color.max_value_of(ms.dtype)
+        pan01 = pan.astype(np.float32) / color.max_value_of(pan.dtype)
+        out = []
+        for k in range(ms.shape[2]):
+            band = ms[..., k]
+            y = self.fuse_luma(band.astype(np.float32) / maxv, pan01)
+            if self.color_mode == "official":
+                fused = np.floor(np.clip(y * maxv, 0, maxv)).astype(ms.dtype)  # released: truncation
+            else:
+                fused = np.round(np.clip(y * maxv, 0, maxv)).astype(ms.dtype)
+            out.append(postprocess_band(fused, band) if postprocess else fused)
+        return np.stack(out, axis=-1)
+
+    # -- folders ------------------------------------------------------------------------------------------
+    def fuse_folders(
+        self,
+        a: str | Path,
+        b: str | Path | None,
+        out: str | Path,
+        skip_unpaired: bool = False,
+        ext: str | None = ".png",
+        progress: bool = True,
+    ) -> FuseSummary:
+        """Fuse every pair of ``a``/``b`` (folders matched by file name, or two files) into ``out``.
+
+        Outputs keep the input's name with extension ``ext`` (``None`` keeps the input extension). Inputs are
+        never overwritten. Per-pair errors are collected in the summary (and logged), not raised.
+        """
+        from tqdm import tqdm
+
+        t0 = time.perf_counter()
+        out = Path(out)
+        summary = FuseSummary()
+        jobs = self._jobs(Path(a), None if b is None else Path(b), skip_unpaired, summary)
+        out.mkdir(parents=True, exist_ok=True)
+        inputs = {p.resolve() for job in jobs for p in job[1:] if p is not None}
+        for name, pa, pb in tqdm(jobs, desc=f"fuse {self.task.name}", disable=not progress or len(jobs) < 2):
+            target = out / (name if ext is None else Path(name).stem + ext)
+            if target.resolve() in inputs:
+                raise ValueError(f"refusing to overwrite input {target}: choose another out folder")
+            try:
+                if self.task.kind == "remote":
+                    from gifnet.remote import read_remote_inputs, write_multiband_tiff_atomic
+
+                    ms, pan = read_remote_inputs(pa, pb)
+                    if target.suffix.lower() not in (".tif", ".tiff"):
+                        target = target.with_suffix(".tif")
+                    write_multiband_tiff_atomic(target, self.fuse_remote(ms, pan))
+                else:
+                    img_a = read_image(pa)
+                    img_b = read_image(pb) if pb is not None else None
+                    fused = self.fuse_arrays(img_a, img_b, names=(str(pa), str(pb)))
+                    write_image_atomic(target, fused)
+                summary.fused.append(name)
+            except (DataError, ValueError, OSError) as e:
+                summary.failed[name] = str(e)
+                log.error("%s: %s", name, e)
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def _jobs(self, a: Path, b: Path | None, skip_unpaired: bool, summary: FuseSummary):
+        if not a.exists():
+            raise FileNotFoundError(f"input.a does not exist: {a}")
+        if self.task.kind == "enhance":
+            files = [a] if a.is_file() else list_images(a)
+            if not files:
+                raise DataError(f"no images in {a}")
+            return [(p.name, p, None) for p in files]
+        if b is None:
+            raise ValueError(f"task {self.task.name!r} needs input.b")
+        if not b.exists():
+            raise FileNotFoundError(f"input.b does not exist: {b}")
+        if a.is_file() and b.is_file():
+            return [(a.name, a, b)]
+        if a.is_file() != b.is_file():
+            raise ValueError(f"input.a and input.b must both be files or both folders: {a}, {b}")
+        pairs = match_pairs(a, b, skip_unpaired=skip_unpaired)
+        if skip_unpaired:
+            names_a = {p.name for p in list_images(a)}
+            names_b = {p.name for p in list_images(b)}
+            summary.skipped = sorted(names_a ^ names_b)
+        return [(name, pa, pb) for name, pa, pb in pairs]
+
+
+# -- configuration-driven entry point (scripts/fuse.py) ---------------------------------------------------------
+def load_fuse_config(overrides: Sequence[str] = ()):
+    """``configs/fuse.yaml`` merged with ``key=value`` overrides; unknown keys and missing values are errors."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue
+
+    from gifnet.paths import PROJECT_ROOT
+
+    base = OmegaConf.load(PROJECT_ROOT / "configs" / "fuse.yaml")
+    OmegaConf.set_struct(base, True)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"overrides must look like key=value, got {bad}")
+    try:
+        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+        missing = sorted(k for k in ("checkpoint", "input.a") if OmegaConf.is_missing(cfg, k.split(".")[0])
+                         or (k == "input.a" and OmegaConf.is_missing(cfg.input, "a")))
+    except ConfigKeyError as e:
+        raise ValueError(f"unknown option: {e.msg.splitlines()[0]} (see configs/fuse.yaml)") from e
+    except MissingMandatoryValue as e:  # pragma: no cover - defensive
+        raise ValueError(str(e)) from e
+    if missing and not (cfg.input.stack and missing == ["input.a"]):
+        raise ValueError(f"missing required option(s): {', '.join(missing)} (e.g. checkpoint=PATH input.a=DIR)")
+    return cfg
+
+
+def fuse_from_config(cfg) -> FuseSummary:
+    """Run the fusion described by a :func:`load_fuse_config` config (folders, a file pair, or a stack)."""
+    fuser = Fuser.from_checkpoint(
+        cfg.checkpoint, task=cfg.task, color_mode=cfg.color_mode, device=cfg.device,
+        precision=cfg.precision, resize=cfg.resize,
+    )  # fmt: skip
+    if cfg.input.stack:
+        t0 = time.perf_counter()
+        files = list_images(cfg.input.stack)
+        out = Path(cfg.out)
+        target = out if out.suffix else out / (Path(cfg.input.stack).name + (cfg.ext or ".png"))
+        write_image_atomic(target, fuser.fuse_stack([read_image(p) for p in files]))
+        log.info("fused a stack of %d images into %s", len(files), target)
+        return FuseSummary(fused=[target.name], seconds=time.perf_counter() - t0)
+    return fuser.fuse_folders(
+        cfg.input.a, cfg.input.b, cfg.out, skip_unpaired=cfg.skip_unpaired, ext=cfg.ext, progress=cfg.progress
+    )
