@@ -222,3 +222,32 @@ def test_initialisation_follows_release_rules():
     assert abs(p.mlp[0].weight.std().item() - 0.0412) < 0.003
     alpha = m.fusion.alpha["mm"]
     assert alpha.shape == (2,) and torch.all((alpha >= 0) & (alpha < 1))
+
+
+def test_chunked_inference_attention_equals_unchunked():
+    torch.manual_seed(0)
+    m = GIFNet().eval()
+    a, b = _pair(45, 70, batch=2)
+    block_cls = type(m.fusion.blocks[0])
+    with torch.inference_mode():
+        whole = m.decode(m.encode(a, b), m.cfgm(m.encode(a, b), m.encode(a, b), "dp"))
+        old = block_cls.inference_chunk_windows
+        try:
+            block_cls.inference_chunk_windows = 1  # one strip of window rows at a time
+            f = m.encode(a, b)
+            chunked = m.decode(f, m.cfgm(f, f, "dp"))
+        finally:
+            block_cls.inference_chunk_windows = old
+    assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+def test_channels_last_gives_same_output():
+    torch.manual_seed(0)
+    m = GIFNet().eval()
+    a, b = _pair(30, 41, batch=1)
+    with torch.no_grad():
+        ref = m(a, b)
+    m.to_channels_last()
+    assert m.is_channels_last()
+    with torch.no_grad():
+        assert torch.allclose(m(a, b), ref, atol=1e-5)

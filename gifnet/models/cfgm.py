@@ -92,16 +92,20 @@ class RelativePositionBias(nn.Module):
 
 
 def _window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """``B×C×H×W`` (H, W multiples of ``window``) → ``(B·nW)×window²×C`` tokens, row-major in a window."""
+    """``B×C×H×W`` (H, W multiples of ``window``) → ``(B·nW)×window²×C`` tokens, row-major in a window.
+
+    Works through an NHWC view, so a channels-last input is partitioned with one contiguous copy.
+    """
     b, c, h, w = x.shape
-    x = x.view(b, c, h // window, window, w // window, window)
-    return x.permute(0, 2, 4, 3, 5, 1).reshape(-1, window * window, c)
+    x = x.permute(0, 2, 3, 1).reshape(b, h // window, window, w // window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
 
 
 def _window_merge(tokens: torch.Tensor, window: int, b: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`_window_partition`; returns a ``B×C×H×W`` tensor in channels-last memory format."""
     c = tokens.shape[-1]
     x = tokens.view(b, h // window, w // window, window, window, c)
-    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class CFGMBlock(nn.Module):
@@ -133,18 +137,45 @@ class CFGMBlock(nn.Module):
             x = F.pad(x, pad, mode="reflect")
         return x, s
 
+    #: windows per attention chunk when no gradient is needed (bounds the token copies and attention matrices)
+    inference_chunk_windows: int = 4096
+
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Window attention of ``B×C×H×W`` query/key/value maps; returns ``B×C×H×W`` (cropped back)."""
+        """Window attention of ``B×C×H×W`` query/key/value maps; returns ``B×C×H×W`` (cropped back).
+
+        Without autograd the windows are processed in strips of window rows written into one preallocated
+        output, so peak memory does not grow with a full copy of every window's tokens; with autograd all
+        windows go at once (identical values either way).
+        """
         b, _, h, w = q.shape
-        qkv, off = self._pad(torch.cat((q, k, v), 1))
-        hp, wp = qkv.shape[-2:]
-        tokens = _window_partition(qkv, self.window)  # n x N x 3C
-        n, t, _ = tokens.shape
-        tokens = tokens.view(n, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(tokens[0], tokens[1], tokens[2], attn_mask=bias)
-        out = out.transpose(1, 2).reshape(n, t, self.dim)
-        out = _window_merge(out, self.window, b, hp, wp)
-        return out[:, :, off : off + h, off : off + w]
+        (q, off), (k, _), (v, _) = self._pad(q), self._pad(k), self._pad(v)
+        hp, wp = q.shape[-2:]
+        ws, rows = self.window, q.shape[-2] // self.window
+        if torch.is_grad_enabled() or not self.inference_chunk_windows:
+            out = self._attend_windows(q, k, v, bias).view(b, hp, wp, self.dim)
+        else:
+            per_row = b * (wp // ws)
+            step = max(1, self.inference_chunk_windows // per_row)
+            out = q.new_empty(b, hp, wp, self.dim)
+            for r0 in range(0, rows, step):
+                sl = slice(r0 * ws, min(rows, r0 + step) * ws)
+                out[:, sl] = self._attend_windows(q[:, :, sl], k[:, :, sl], v[:, :, sl], bias).view(
+                    b, sl.stop - sl.start, wp, self.dim
+                )
+        return out.permute(0, 3, 1, 2)[:, :, off : off + h, off : off + w]
+
+    def _attend_windows(self, q, k, v, bias) -> torch.Tensor:
+        """Attention inside every window of padded maps → NHWC-ordered ``B×H×W×C`` values, flattened."""
+        b, _, hp, wp = q.shape
+        n_tok = self.window * self.window
+
+        def heads(x: torch.Tensor) -> torch.Tensor:  # n × heads × N × head_dim
+            t = _window_partition(x, self.window)
+            return t.view(t.shape[0], n_tok, self.heads, self.head_dim).transpose(1, 2)
+
+        o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=bias)
+        o = o.transpose(1, 2).reshape(-1, n_tok, self.dim)
+        return _window_merge(o, self.window, b, hp, wp).permute(0, 2, 3, 1)
 
     def attention(
         self,

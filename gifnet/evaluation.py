@@ -1,0 +1,723 @@
+"""Benchmark evaluation: fuse every pair of benchmark datasets with a checkpoint and tabulate metrics.
+
+>>> from gifnet.evaluation import load_eval_config, evaluate_from_config
+>>> cfg = load_eval_config(["checkpoint=ckpt.pt", "eval=ivif_vifb", "limit=2"])
+>>> result = evaluate_from_config(cfg)      # writes per_image.csv, summary.{md,csv,tex} under cfg.out
+
+Datasets are described by one YAML file each (``configs/eval/<name>.yaml``, schema in docs/evaluation.md): task
+preset, source folders, metric convention, metric subset and the order in which the sources are passed to the
+convention (``metric_sources``; e.g. VIFB expects (VIS, IR) = (B, A), Tang (IR, VIS) = (A, B)). Metrics are
+always computed on the saved 8-bit files read back with :func:`gifnet.metrics.read_for_metrics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gifnet.data.io import list_images, match_pairs, read_image, write_image_atomic
+from gifnet.fusion import TASKS, Fuser, load_any_checkpoint
+from gifnet.metrics import METRICS, compute, list_conventions, list_metrics, read_for_metrics
+from gifnet.paths import PROJECT_ROOT, shared_root
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONVENTION_NOTES",
+    "DatasetSpec",
+    "EvalResult",
+    "EvaluationError",
+    "Failure",
+    "default_data_root",
+    "evaluate",
+    "evaluate_from_config",
+    "list_datasets",
+    "load_dataset",
+    "load_eval_config",
+    "select_datasets",
+    "write_reports",
+]
+
+DEFAULT_DATASETS_DIR = PROJECT_ROOT / "configs" / "eval"
+_SOURCE_SLOTS = ("A", "B")
+_DATASET_KEYS = {"name", "task", "description", "root", "a", "b", "convention", "metrics", "metric_sources",
+                 "source_methods"}  # fmt: skip
+
+#: Units and variants of each convention, printed in every table header (METRICS.md: never compare across them).
+CONVENTION_NOTES: dict[str, str] = {
+    "vifb": "VIFB MATLAB: per-channel mean; Mutinf in nats after min-max stretch (sum over sources); "
+    "Ssim = sum over sources (0-2); Variance = SD; Psnr/Rmse VIFB definitions; SF channels side by side",
+    "tang": "Tang toolbox, legacy (= Metric_TNO.xlsx): gray via rgb2gray; MI in bits (sum); SD saturating uint8 "
+    "(<= 15.97); SF on [0,1]; VIF = VIFp sum with uint8 saturation; PSNR/MSE on [0,1]; Qabf on [0,1]",
+    "tang_2023": "Tang toolbox, 2023 code: gray via rgb2gray; MI in bits (sum); float SD; SF/Qabf on 0-255",
+    "mefb": "MEFB (values as MEFB under Octave): per-channel mean; VIF = Han's VIFF; NMI 0-2; TE Tsallis; "
+    "MEF_SSIM on gray; Psnr VIFB definition",
+    "standard": "standard definitions (METRICS.md §2) on gray images (rounded rgb2gray): MI in bits (sum); "
+    "SSIM = mean over sources (0-1); VIF = VIFp sum; PSNR = 10 log10(255^2/MSE)",
+}
+
+
+class EvaluationError(ValueError):
+    """A configuration problem of the evaluation (unknown dataset, bad dataset YAML...)."""
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One benchmark dataset as described by its YAML file.
+
+    Attributes:
+        name: dataset name (= YAML file stem).
+        task: fusion task preset (:data:`gifnet.fusion.TASKS`); decides seen/unseen.
+        root: dataset folder.
+        a: sub-folder of the A sources (relative to ``root``).
+        b: sub-folder of the B sources, or ``None`` for single-input tasks (enhance).
+        convention: metric convention (:func:`gifnet.metrics.list_conventions`).
+        metrics: metric names (all of the convention when the YAML says ``null``).
+        metric_sources: which sources are the convention's arguments ``a`` and ``b`` (e.g. ``("B", "A")``).
+        source_methods: extra method rows that score a source folder itself (``{"Original": "A"}``).
+        description: free text shown in the table header.
+    """
+
+    name: str
+    task: str
+    root: Path
+    a: str
+    b: str | None
+    convention: str
+    metrics: tuple[str, ...]
+    metric_sources: tuple[str, str]
+    source_methods: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def dir_a(self) -> Path:
+        return self.root / self.a
+
+    @property
+    def dir_b(self) -> Path | None:
+        return None if self.b is None else self.root / self.b
+
+
+def default_data_root() -> Path:
+    """``../shared/data/benchmarks`` beside the project root (``$GIFNET_SHARED`` honoured)."""
+    root = shared_root() or (PROJECT_ROOT.parent / "shared")
+    return root / "data" / "benchmarks"
+
+
+def list_datasets(datasets_dir: str | Path | None = None) -> list[str]:
+    """Names of the dataset YAMLs in ``datasets_dir`` (default ``configs/eval``)."""
+    d = Path(datasets_dir) if datasets_dir else DEFAULT_DATASETS_DIR
+    if not d.is_dir():
+        raise EvaluationError(f"datasets folder not found: {d}")
+    return sorted(p.stem for p in d.glob("*.yaml"))
+
+
+def _check_metrics(convention: str, names: Iterable[str], where: str) -> tuple[str, ...]:
+    valid = list_metrics(convention)  # ValueError listing the conventions if unknown
+    names = tuple(str(n) for n in names)
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise EvaluationError(
+            f"{where}: unknown metric(s) {bad} for convention {convention!r}; valid metrics: {', '.join(valid)}"
+        )
+    if not names:
+        raise EvaluationError(f"{where}: empty metric list")
+    return names
+
+
+def load_dataset(
+    name: str,
+    data_root: str | Path | None = None,
+    datasets_dir: str | Path | None = None,
+    metrics: Sequence[str] | None = None,
+) -> DatasetSpec:
+    """Load and validate ``<datasets_dir>/<name>.yaml``; ``${paths.data_root}`` resolves to ``data_root``.
+
+    Args:
+        name: dataset name.
+        data_root: benchmark root (default :func:`default_data_root`).
+        datasets_dir: folder of dataset YAMLs (default ``configs/eval``).
+        metrics: optional metric list overriding the YAML's.
+
+    Raises:
+        EvaluationError (a ValueError): unknown dataset (valid names listed), unknown task, convention (valid
+            names listed) or metric, malformed YAML.
+    """
+    from omegaconf import OmegaConf
+
+    names = list_datasets(datasets_dir)
+    if name not in names:
+        raise EvaluationError(f"unknown dataset {name!r}; valid datasets: {', '.join(names)}")
+    path = (Path(datasets_dir) if datasets_dir else DEFAULT_DATASETS_DIR) / f"{name}.yaml"
+    raw = OmegaConf.load(path)
+    extra = sorted(set(raw.keys()) - _DATASET_KEYS)
+    if extra:
+        raise EvaluationError(f"{path}: unknown key(s) {extra}; allowed: {sorted(_DATASET_KEYS)}")
+    root_dir = Path(data_root) if data_root else default_data_root()
+    merged = OmegaConf.merge({"paths": {"data_root": str(root_dir)}}, raw)
+    d = OmegaConf.to_container(merged, resolve=True)
+    for key in ("task", "root", "a", "convention"):
+        if not d.get(key):
+            raise EvaluationError(f"{path}: missing required key {key!r}")
+    if d.get("name", name) != name:
+        raise EvaluationError(f"{path}: name {d['name']!r} differs from the file name {name!r}")
+    task = str(d["task"]).lower().replace("-", "_")
+    if task not in TASKS:
+        raise EvaluationError(f"{path}: unknown task {d['task']!r}; valid tasks: {', '.join(TASKS)}")
+    convention = str(d["convention"])
+    if convention not in list_conventions():
+        raise EvaluationError(
+            f"{path}: unknown convention {convention!r}; valid conventions: {', '.join(list_conventions())}"
+        )
+    b = d.get("b")
+    if b is None and TASKS[task].kind != "enhance":
+        raise EvaluationError(f"{path}: task {task!r} needs two sources (key 'b')")
+    chosen = metrics if metrics is not None else d.get("metrics")
+    metric_names = tuple(list_metrics(convention)) if chosen is None else _check_metrics(convention, chosen, name)
+    ms = tuple(d.get("metric_sources") or ("A", "B"))
+    available = ("A",) if b is None else _SOURCE_SLOTS
+    if len(ms) != 2 or any(s not in available for s in ms):
+        raise EvaluationError(f"{path}: metric_sources must be two of {list(available)}, got {list(ms)}")
+    src_methods = {str(k): str(v) for k, v in (d.get("source_methods") or {}).items()}
+    bad = {k: v for k, v in src_methods.items() if v not in available}
+    if bad:
+        raise EvaluationError(f"{path}: source_methods must map names to one of {list(available)}, got {bad}")
+    return DatasetSpec(
+        name=name, task=task, root=Path(d["root"]), a=str(d["a"]), b=None if b is None else str(b),
+        convention=convention, metrics=metric_names, metric_sources=(ms[0], ms[1]), source_methods=src_methods,
+        description=str(d.get("description") or ""),
+    )  # fmt: skip
+
+
+def select_datasets(
+    selection: str | Sequence[str],
+    trained_tasks: Sequence[str],
+    data_root: str | Path | None = None,
+    datasets_dir: str | Path | None = None,
+    metrics: dict[str, Sequence[str]] | None = None,
+) -> list[DatasetSpec]:
+    """Datasets for ``selection``: ``seen``/``unseen``/``all`` (by task vs ``trained_tasks``) or names.
+
+    Names may be given as a list or a comma-separated string. ``metrics`` maps dataset names to metric lists
+    overriding their YAML; its keys must be dataset names.
+    """
+    names_all = list_datasets(datasets_dir)
+    metrics = dict(metrics or {})
+    bad = sorted(set(metrics) - set(names_all))
+    if bad:
+        raise EvaluationError(f"metrics.<dataset>: unknown dataset(s) {bad}; valid datasets: {', '.join(names_all)}")
+    if isinstance(selection, str):
+        items = [s.strip() for s in selection.split(",") if s.strip()]
+    else:
+        items = [str(s).strip() for s in selection]
+    if not items:
+        raise EvaluationError("eval: empty selection (use seen, unseen, all or dataset names)")
+    if len(items) == 1 and items[0] in ("seen", "unseen", "all"):
+        specs = [load_dataset(n, data_root, datasets_dir, metrics.get(n)) for n in names_all]
+        if items[0] == "all":
+            return specs
+        want_seen = items[0] == "seen"
+        return [s for s in specs if (s.task in trained_tasks) == want_seen]
+    unknown = [n for n in items if n not in names_all]
+    if unknown:
+        raise EvaluationError(f"unknown dataset(s) {unknown}; valid: seen, unseen, all or {', '.join(names_all)}")
+    return [load_dataset(n, data_root, datasets_dir, metrics.get(n)) for n in dict.fromkeys(items)]
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Failure:
+    """One image that could not be scored for one method."""
+
+    dataset: str
+    method: str
+    image: str
+    error: str
+
+
+@dataclass
+class EvalResult:
+    """Everything an evaluation produced (per-image values, failures, the datasets and methods scored)."""
+
+    checkpoint: str
+    trained_tasks: list[str]
+    datasets: list[DatasetSpec] = field(default_factory=list)
+    methods: dict[str, list[str]] = field(default_factory=dict)  # dataset -> method names (table order)
+    images: dict[str, list[str]] = field(default_factory=dict)  # dataset -> image stems evaluated
+    values: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # dataset, method, image, metric, v
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def seen(self, spec: DatasetSpec) -> bool:
+        return spec.task in self.trained_tasks
+
+    def __str__(self) -> str:
+        n_img = sum(len(v) for v in self.images.values())
+        return (
+            f"evaluated {len(self.datasets)} dataset(s), {n_img} image(s), {len(self.values)} values, "
+            f"{len(self.failures)} failure(s) in {self.seconds:.1f} s"
+        )
+
+
+def _pairs(spec: DatasetSpec, images: Sequence[str] | None, limit: int | None) -> list[tuple[str, Path, Path | None]]:
+    """(stem, path A, path B or None) of the dataset, sorted, filtered by ``images`` then ``limit``."""
+    for d in (spec.dir_a, spec.dir_b):
+        if d is not None and not d.is_dir():
+            raise FileNotFoundError(f"dataset {spec.name}: folder not found: {d} (set paths.data_root=...)")
+    if spec.dir_b is None:
+        pairs = [(p.name, p, None) for p in list_images(spec.dir_a)]
+    else:
+        pairs = [(n, pa, pb) for n, pa, pb in match_pairs(spec.dir_a, spec.dir_b)]
+    out = [(Path(n).stem, pa, pb) for n, pa, pb in pairs]
+    stems = [s for s, _, _ in out]
+    if len(set(stems)) != len(stems):
+        raise EvaluationError(f"dataset {spec.name}: two source files share a name stem")
+    if images is not None:
+        wanted = [Path(str(i)).stem for i in images]
+        missing = [w for w in wanted if w not in stems]
+        if missing:
+            raise EvaluationError(f"dataset {spec.name}: image(s) {missing} not found; available: {', '.join(stems)}")
+        out = [t for t in out if t[0] in wanted]
+    if limit is not None:
+        if limit < 1:
+            raise EvaluationError(f"limit must be >= 1, got {limit}")
+        out = out[:limit]
+    return out
+
+
+def _index_by_stem(folder: Path) -> dict[str, Path | str]:
+    """Image files of ``folder`` by stem; duplicated stems map to an error message."""
+    table: dict[str, Path | str] = {}
+    for p in list_images(folder):
+        if p.stem in table:
+            other = table[p.stem]
+            names = other if isinstance(other, str) else f"{other.name}, {p.name}"
+            table[p.stem] = f"ambiguous fused files for {p.stem!r} in {folder}: {names}"
+        else:
+            table[p.stem] = p
+    return table
+
+
+def _method_dir(spec: DatasetSpec, location: object, dataset_names: Sequence[str]) -> Path | None:
+    """Folder of an extra method's fused images for ``spec`` (``None``: the method is not evaluated there).
+
+    ``{dataset: DIR}`` gives one folder per dataset. A plain ``DIR`` organised per dataset (it has a
+    sub-folder named after one of the selected datasets) gives ``DIR/<dataset>`` where that exists; any
+    other ``DIR`` holds the fused images directly and is used for every selected dataset.
+    """
+    if isinstance(location, dict):
+        if spec.name not in location:
+            return None
+        return Path(str(location[spec.name]))
+    d = Path(str(location))
+    if any((d / n).is_dir() for n in dataset_names):
+        return d / spec.name if (d / spec.name).is_dir() else None
+    return d
+
+
+def _to_gray_band(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 3:
+        if img.shape[2] >= 3 and not (np.array_equal(img[..., 0], img[..., 1])
+                                      and np.array_equal(img[..., 0], img[..., 2])):  # fmt: skip
+            raise ValueError("remote: band/PAN files must be single-band (gray) images")
+        img = img[..., 0]
+    return img
+
+
+def _fuse_one(fuser: Fuser, pa: Path, pb: Path | None) -> np.ndarray:
+    if fuser.task.kind == "remote":
+        assert pb is not None
+        band, pan = _to_gray_band(read_image(pa)), _to_gray_band(read_image(pb))
+        return fuser.fuse_remote(band, pan)[..., 0]
+    img_a = read_image(pa)
+    img_b = None if pb is None else read_image(pb)
+    return fuser.fuse_arrays(img_a, img_b, names=(str(pa), str(pb)))
+
+
+def evaluate(
+    checkpoint: str | Path,
+    datasets: Sequence[DatasetSpec] | str = "all",
+    out: str | Path | None = None,
+    name: str | None = "GIFNet",
+    methods: dict[str, object] | None = None,
+    limit: int | None = None,
+    images: Sequence[str] | None = None,
+    color_mode: str = "standard",
+    precision: str = "fp32",
+    device: str = "auto",
+    progress: bool = True,
+    data_root: str | Path | None = None,
+    datasets_dir: str | Path | None = None,
+) -> EvalResult:
+    """Fuse and score every selected dataset, then write the reports (see :func:`write_reports`).
+
+    Args:
+        checkpoint: our checkpoint or the official ``Final.model``.
+        datasets: :class:`DatasetSpec` list, or a selection string for :func:`select_datasets`.
+        out: output folder (default ``outputs/eval/<checkpoint stem>``); fused images go to
+            ``out/fused/<dataset>/<method>/<stem>.png``.
+        name: method name of the checkpoint (``None``: the checkpoint's stem).
+        methods: other methods: ``{name: DIR}`` or ``{name: {dataset: DIR}}`` (see :func:`_method_dir`); fused
+            files are matched to the sources by file stem (``x.jpg`` source ↔ ``x.png`` fused).
+        limit: first N pairs of each dataset only.
+        images: only these image stems.
+        color_mode, precision, device: :class:`gifnet.fusion.Fuser` options.
+        progress: tqdm progress bars.
+        data_root, datasets_dir: see :func:`load_dataset` (used when ``datasets`` is a string).
+
+    Missing or unreadable fused files, size mismatches and metric errors become per-image :class:`Failure` s
+    (listed in the tables' footers), never silently dropped.
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    checkpoint = Path(checkpoint)
+    model, trained = load_any_checkpoint(checkpoint)
+    if isinstance(datasets, str):
+        datasets = select_datasets(datasets, trained, data_root, datasets_dir)
+    if not datasets:
+        raise EvaluationError(f"no dataset selected (checkpoint trained on {trained})")
+    method = name or checkpoint.stem
+    methods = dict(methods or {})
+    for spec in datasets:
+        names = [method, *methods, *spec.source_methods]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise EvaluationError(f"dataset {spec.name}: method name(s) {dup} used twice")
+    out = Path(out) if out else Path("outputs") / "eval" / checkpoint.stem
+    result = EvalResult(checkpoint=str(checkpoint), trained_tasks=list(trained), datasets=list(datasets))
+    jobs = [(spec, _pairs(spec, images, limit)) for spec in datasets]  # validate every dataset before fusing
+    extra_dirs: dict[str, dict[str, Path]] = {}
+    for spec, _ in jobs:
+        extra_dirs[spec.name] = {}
+        for m, loc in methods.items():
+            d = _method_dir(spec, loc, [x.name for x in datasets])
+            if d is None:
+                continue
+            if not d.is_dir():
+                raise FileNotFoundError(f"methods.{m}: folder not found: {d}")
+            extra_dirs[spec.name][m] = d
+    for spec, pairs in jobs:
+        fuser = Fuser(model, task=spec.task, color_mode=color_mode, device=device, precision=precision)
+        fused_dir = out / "fused" / spec.name / method
+        indexes = {m: _index_by_stem(d) for m, d in extra_dirs[spec.name].items()}
+        result.methods[spec.name] = [method, *spec.source_methods, *indexes]
+        result.images[spec.name] = [s for s, _, _ in pairs]
+        for stem, pa, pb in tqdm(pairs, desc=f"eval {spec.name}", disable=not progress):
+            try:
+                src = {"A": read_for_metrics(pa)}
+                if pb is not None:
+                    src["B"] = read_for_metrics(pb)
+            except (OSError, ValueError) as e:
+                for m in result.methods[spec.name]:
+                    result.failures.append(Failure(spec.name, m, stem, f"cannot read sources: {e}"))
+                continue
+            candidates: list[tuple[str, Path | str | None]] = []
+            try:
+                target = fused_dir / f"{stem}.png"
+                write_image_atomic(target, _fuse_one(fuser, pa, pb))
+                candidates.append((method, target))
+            except (OSError, ValueError) as e:  # DataError and SizeMismatchError are ValueErrors
+                candidates.append((method, f"fusion failed: {e}"))
+            for m, slot in spec.source_methods.items():
+                candidates.append((m, pa if slot == "A" else pb))
+            for m, table in indexes.items():
+                candidates.append((m, table.get(stem, f"missing fused file {stem}.* in {extra_dirs[spec.name][m]}")))
+            a_img, b_img = src[spec.metric_sources[0]], src[spec.metric_sources[1]]
+            for m, where in candidates:
+                if not isinstance(where, Path):
+                    result.failures.append(Failure(spec.name, m, stem, str(where)))
+                    continue
+                try:
+                    f_img = read_for_metrics(where)
+                    vals = compute(spec.convention, a_img, b_img, f_img, list(spec.metrics))
+                except (OSError, ValueError) as e:
+                    result.failures.append(Failure(spec.name, m, stem, f"{where.name}: {e}"))
+                    continue
+                result.values.extend((spec.name, m, stem, k, v) for k, v in vals.items())
+    result.seconds = time.perf_counter() - t0
+    write_reports(result, out)
+    log.info("%s; reports in %s", result, out)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ reports
+@dataclass
+class _Cell:
+    n: int
+    mean: float
+    std: float
+    best: bool = False
+
+
+def _write_text_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _stats(result: EvalResult, spec: DatasetSpec) -> dict[tuple[str, str], _Cell]:
+    """(method, metric) -> mean/std (population SD over images) and the best flag (>= 2 methods with values)."""
+    acc: dict[tuple[str, str], list[float]] = {}
+    for ds, m, _, metric, v in result.values:
+        if ds == spec.name:
+            acc.setdefault((m, metric), []).append(v)
+    cells = {k: _Cell(len(v), float(np.mean(v)), float(np.std(v))) for k, v in acc.items()}
+    for metric in spec.metrics:
+        col = [(m, cells[(m, metric)]) for m in result.methods.get(spec.name, []) if (m, metric) in cells]
+        col = [(m, c) for m, c in col if math.isfinite(c.mean)]
+        if len(col) < 2:
+            continue
+        lower = METRICS[spec.convention][metric].direction == "lower"
+        best = min(c.mean for _, c in col) if lower else max(c.mean for _, c in col)
+        for _, c in col:
+            c.best = math.isclose(c.mean, best, rel_tol=1e-12, abs_tol=1e-15)
+    return cells
+
+
+def _decimals(x: float) -> int:
+    ax = abs(x) if math.isfinite(x) else 0.0
+    return 4 if ax < 10 else 3 if ax < 100 else 2 if ax < 1000 else 1
+
+
+def _cell_text(c: _Cell, pm: str = "±") -> str:
+    """``mean ± std`` with the number of decimals chosen from the mean's magnitude."""
+    d = _decimals(c.mean)
+    return f"{c.mean:.{d}f} {pm} {c.std:.{d}f}"
+
+
+def _arrow(spec: DatasetSpec, metric: str) -> bool:
+    return METRICS[spec.convention][metric].direction == "lower"
+
+
+def _header_note(spec: DatasetSpec) -> str:
+    order = f"metric arguments a = {spec.metric_sources[0]}, b = {spec.metric_sources[1]}"
+    return f"convention: {spec.convention} ({CONVENTION_NOTES.get(spec.convention, '')}); {order}"
+
+
+def _sections(result: EvalResult) -> list[tuple[str, list[DatasetSpec]]]:
+    seen = [s for s in result.datasets if result.seen(s)]
+    unseen = [s for s in result.datasets if not result.seen(s)]
+    return [(title, specs) for title, specs in (("Seen tasks", seen), ("Unseen tasks", unseen)) if specs]
+
+
+def _failures_of(result: EvalResult, spec: DatasetSpec) -> list[Failure]:
+    return [f for f in result.failures if f.dataset == spec.name]
+
+
+def _markdown(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]) -> str:
+    lines = [
+        "# Evaluation summary", "",
+        f"- checkpoint: `{result.checkpoint}` (trained tasks: {', '.join(result.trained_tasks) or 'none'})",
+        "- cells: mean ± population SD over the images scored (n); ↑ higher is better, ↓ lower is better; "
+        "best mean per column in **bold**",
+        f"- failures: {len(result.failures)}; wall time {result.seconds:.1f} s", "",
+    ]  # fmt: skip
+    for title, specs in _sections(result):
+        lines += [f"## {title}", ""]
+        for spec in specs:
+            n_img = len(result.images.get(spec.name, []))
+            lines += [f"### {spec.name} — task {spec.task}, {n_img} image(s)", ""]
+            if spec.description:
+                lines += [f"{spec.description}.", ""]
+            lines += [_header_note(spec), ""]
+            head = ["method", "n"] + [f"{m} {'↓' if _arrow(spec, m) else '↑'}" for m in spec.metrics]
+            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            cells = stats[spec.name]
+            for m in result.methods.get(spec.name, []):
+                row = [m]
+                ns = [cells[(m, k)].n for k in spec.metrics if (m, k) in cells]
+                row.append(f"{max(ns) if ns else 0}/{n_img}")
+                for k in spec.metrics:
+                    c = cells.get((m, k))
+                    if c is None:
+                        row.append("–")
+                        continue
+                    s = _cell_text(c)
+                    row.append(f"**{s}**" if c.best else s)
+                lines.append("| " + " | ".join(row) + " |")
+            fails = _failures_of(result, spec)
+            lines.append("")
+            if fails:
+                lines.append(f"Failures ({len(fails)}):")
+                lines += [f"- {f.method} / {f.image}: {f.error}" for f in fails]
+            else:
+                lines.append("Failures: none.")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _tex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("–", "--"), ("—", "---"),
+                 ("^", r"\^{}"), ("≤", r"$\leq$"), ("§", r"\S{}")):  # fmt: skip
+        s = s.replace(a, b) if a != "\\" else s.replace(a, "\x00")
+    return s.replace("\x00", r"\textbackslash{}")
+
+
+def _latex(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]) -> str:
+    lines = [
+        "% GIFNet evaluation summary (generated by scripts/evaluate.py); needs \\usepackage{booktabs}",
+        f"% checkpoint: {result.checkpoint}; trained tasks: {', '.join(result.trained_tasks)}",
+    ]
+    for title, specs in _sections(result):
+        lines += ["", f"\\section*{{{title}}}"]
+        for spec in specs:
+            n_img = len(result.images.get(spec.name, []))
+            cells = stats[spec.name]
+            lines += [
+                "\\begin{table}[ht]", "\\centering", "\\scriptsize",
+                f"\\caption{{{_tex_escape(spec.name)} (task {_tex_escape(spec.task)}, {n_img} images). "
+                f"{_tex_escape(_header_note(spec))}. Mean $\\pm$ SD; best in bold.}}",
+                "\\begin{tabular}{l" + "c" * (len(spec.metrics) + 1) + "}", "\\toprule",
+                " & ".join(["Method", "n"] + [f"{_tex_escape(k)}$\\{'downarrow' if _arrow(spec, k) else 'uparrow'}$"
+                                              for k in spec.metrics]) + " \\\\",
+                "\\midrule",
+            ]  # fmt: skip
+            for m in result.methods.get(spec.name, []):
+                ns = [cells[(m, k)].n for k in spec.metrics if (m, k) in cells]
+                row = [_tex_escape(m), f"{max(ns) if ns else 0}/{n_img}"]
+                for k in spec.metrics:
+                    c = cells.get((m, k))
+                    if c is None:
+                        row.append("--")
+                        continue
+                    s = _cell_text(c, "$\\pm$")
+                    row.append(f"\\textbf{{{s}}}" if c.best else s)
+                lines.append(" & ".join(row) + " \\\\")
+            lines += ["\\bottomrule", "\\end{tabular}"]
+            fails = _failures_of(result, spec)
+            if fails:
+                lines.append(
+                    f"\\\\[2pt]\\parbox{{\\linewidth}}{{\\tiny Failures ({len(fails)}): "
+                    + "; ".join(_tex_escape(f"{f.method}/{f.image}: {f.error}") for f in fails)
+                    + "}"
+                )
+            lines += ["\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
+    """Write ``per_image.csv``, ``failures.csv``, ``summary.md``, ``summary.csv`` and ``summary.tex`` atomically."""
+    out = Path(out)
+    stats = {spec.name: _stats(result, spec) for spec in result.datasets}
+    paths = {}
+    paths["per_image"] = _write_text_atomic(
+        out / "per_image.csv",
+        _csv_text(["dataset", "method", "image", "metric", "value"], [(*r[:4], repr(r[4])) for r in result.values]),
+    )
+    paths["failures"] = _write_text_atomic(
+        out / "failures.csv",
+        _csv_text(["dataset", "method", "image", "error"], [(f.dataset, f.method, f.image, f.error)
+                                                            for f in result.failures]),
+    )  # fmt: skip
+    rows = []
+    for title, specs in _sections(result):
+        for spec in specs:
+            for m in result.methods.get(spec.name, []):
+                for k in spec.metrics:
+                    c = stats[spec.name].get((m, k))
+                    if c is not None:
+                        rows.append((title.split()[0].lower(), spec.name, spec.task, spec.convention, m, k,
+                                     METRICS[spec.convention][k].direction, c.n, repr(c.mean), repr(c.std),
+                                     int(c.best)))  # fmt: skip
+    paths["summary_csv"] = _write_text_atomic(
+        out / "summary.csv",
+        _csv_text(["section", "dataset", "task", "convention", "method", "metric", "better", "n", "mean", "std",
+                   "best"], rows),
+    )  # fmt: skip
+    paths["summary_md"] = _write_text_atomic(out / "summary.md", _markdown(result, stats))
+    paths["summary_tex"] = _write_text_atomic(out / "summary.tex", _latex(result, stats))
+    return paths
+
+
+# ------------------------------------------------------------------------------------------ configuration
+def load_eval_config(overrides: Sequence[str] = ()):
+    """``configs/evaluate.yaml`` merged with ``key=value`` overrides (struct mode: unknown keys are errors).
+
+    ``methods.<name>=DIR`` and ``metrics.<dataset>=[...]`` may add keys.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+    base = OmegaConf.load(PROJECT_ROOT / "configs" / "evaluate.yaml")
+    OmegaConf.set_struct(base, True)
+    OmegaConf.set_struct(base.methods, False)
+    OmegaConf.set_struct(base.metrics, False)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"overrides must look like key=value, got {bad}")
+    try:
+        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+    except ConfigKeyError as e:
+        raise ValueError(f"unknown option: {e.msg.splitlines()[0]} (see configs/evaluate.yaml)") from e
+    except OmegaConfBaseException as e:
+        raise ValueError(f"bad option: {str(e).splitlines()[0]}") from e
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise ValueError("missing required option: checkpoint=PATH (e.g. checkpoint=../shared/official/Final.model)")
+    return cfg
+
+
+def evaluate_from_config(cfg) -> EvalResult:
+    """Run :func:`evaluate` as described by a :func:`load_eval_config` config."""
+    from omegaconf import OmegaConf
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    sel = c["eval"]
+    metrics = {str(k): (None if v is None else ([v] if isinstance(v, str) else list(v)))
+               for k, v in (c.get("metrics") or {}).items()}  # fmt: skip
+    checkpoint = Path(c["checkpoint"])
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    # Select (and validate) the datasets first, with the trained tasks read from the checkpoint dict.
+    trained = _trained_tasks(checkpoint)
+    specs = select_datasets(sel, trained, c["paths"]["data_root"], c["datasets_dir"], metrics)
+    images = c.get("images")
+    if isinstance(images, str):
+        images = [images]
+    return evaluate(
+        checkpoint, specs, out=c["out"], name=c["name"], methods=c.get("methods") or {}, limit=c["limit"],
+        images=images, color_mode=c["color_mode"], precision=c["precision"], device=c["device"],
+        progress=bool(c["progress"]),
+    )  # fmt: skip
+
+
+def _trained_tasks(checkpoint: Path) -> list[str]:
+    """Trained tasks of a checkpoint without building the model (official ``Final.model``: ivif, mfif)."""
+    from gifnet.models.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        return list(read_checkpoint(checkpoint)["trained_tasks"])
+    except CheckpointError as e:
+        if "import_official" not in str(e):
+            raise
+        from gifnet.models.convert import OFFICIAL_TRAINED_TASKS
+
+        return list(OFFICIAL_TRAINED_TASKS)

@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""Speed and memory of fusion and training (a benchmark, not a test).
+
+    python scripts/benchmark.py fuse  [--sizes 256x256,512x512,1024x1280,2160x3840] [--repeat 2]
+    python scripts/benchmark.py train [--steps 3] [--batch 8] [--crop 128]
+
+Every configuration runs in a fresh subprocess so that its peak resident memory (``ru_maxrss``, which includes
+the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
+
+* ``optimised``: :meth:`GIFNet.fuse` (``inference_mode``, only what the output needs), fp32 or bf16 autocast.
+* ``straightforward``: what a plain port does — autograd left on, both CFGM streams run to the end (the
+  discarded one included) and the R-Dec computed, as the released test script's model call does.
+
+GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256×256, linear in pixels:
+1.573 kFLOP per pixel; GIFNET.md section 1), for both paths, so they compare useful work per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+FLOP_PER_PIXEL = 103.1e9 / (256 * 256)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def run_fuse_case(h: int, w: int, path: str, precision: str, device: str, repeat: int) -> dict:
+    import contextlib
+
+    import torch
+
+    from gifnet.models import GIFNet
+
+    torch.manual_seed(0)
+    model = GIFNet().to(device).eval()
+    a = torch.rand(1, 1, h, w, device=device)
+    b = torch.rand(1, 1, h, w, device=device)
+
+    def once():
+        ctx = (
+            torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+            if precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            if path == "optimised":
+                return model.fuse(a, b)
+            f = model.encode(a, b)
+            out = model.decode(f, model.cfgm(f, f, "dp"))
+            model.cfgm(f, f, "mm")  # the other stream to its end (discarded by the released code too)
+            model.reconstruct(f)
+            return out
+
+    times = []
+    for _ in range(repeat):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        once()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    res = {
+        "size": f"{w}x{h}", "path": path, "precision": precision, "device": device, "seconds": best,
+        "gflops": FLOP_PER_PIXEL * h * w / best / 1e9,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }  # fmt: skip
+    if device.startswith("cuda"):
+        res["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return res
+
+
+def run_train_case(task: str, steps: int, batch: int, crop: int, precision: str, weighting: str) -> dict:
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from gifnet.engine.trainer import Trainer
+    from gifnet.paths import PROJECT_ROOT
+
+    overrides = [
+        f"task={task}", f"train.batch_size={batch}", f"data.crop_size={crop}", f"precision={precision}",
+        f"loss.ivif_weighting={weighting}", "train.tensorboard=false", "train.progress=false",
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Trainer(cfg, tmp)
+        it = iter(t.loader)
+        batches = [next(it) for _ in range(steps + 1)]
+        t.train_iteration(batches[0])  # warm-up
+        t0 = time.perf_counter()
+        last = {}
+        for bt in batches[1:]:
+            last, _ = t.train_iteration(bt)
+        dt = (time.perf_counter() - t0) / steps
+    n_steps = len(t.steps)
+    # training step ≈ 3× the forward cost (forward + backward) of the trained path, per optimiser step
+    flop = 3 * FLOP_PER_PIXEL * crop * crop * batch * n_steps
+    return {
+        "task": task, "precision": precision, "batch": batch, "crop": crop, "steps_per_iter": n_steps,
+        "seconds_per_iter": dt, "iters_per_s": 1 / dt, "approx_gflops": flop / dt / 1e9,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "losses": {k: round(v, 5) for k, v in last.items() if k.endswith("/total")},
+        "threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
+def _subprocess(kind: str, payload: dict, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "_case", kind, json.dumps(payload)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {**payload, "error": f"timeout after {timeout:.0f} s"}
+    if r.returncode != 0:
+        tail = (r.stderr or "").strip().splitlines()[-1:] or [f"exit code {r.returncode}"]
+        return {**payload, "error": tail[0][:200]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "_case":
+        kind, payload = argv[1], json.loads(argv[2])
+        fn = run_fuse_case if kind == "fuse" else run_train_case
+        print(json.dumps(fn(**payload)))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["fuse", "train"])
+    p.add_argument("--sizes", default="256x256,512x512,1024x1280,2160x3840", help="HxW list")
+    p.add_argument("--paths", default="optimised,straightforward")
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--devices", default="cpu,cuda")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--max-straightforward-pixels", type=int, default=1024 * 1280,
+                   help="skip the straightforward path above this size (it needs ~20 GB at 1280x1024)")
+    p.add_argument("--tasks", default="official,joint")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--weighting", default="gradient", help="IVIF weighting (densenet needs a weights file)")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+
+    import torch
+
+    devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
+    print(f"# machine: {_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    results = []
+    if args.what == "fuse":
+        print("| device | size (W×H) | path | precision | seconds | GFLOP/s | peak RSS GB |")
+        print("|---|---|---|---|---|---|---|")
+        for dev in devices:
+            for size in args.sizes.split(","):
+                h, w = (int(v) for v in size.lower().split("x"))
+                for path in args.paths.split(","):
+                    precs = args.precisions.split(",") if path == "optimised" else ["fp32"]
+                    for prec in precs:
+                        if path == "straightforward" and h * w > args.max_straightforward_pixels:
+                            continue
+                        r = _subprocess("fuse", {"h": h, "w": w, "path": path, "precision": prec, "device": dev,
+                                                 "repeat": args.repeat}, args.timeout)
+                        results.append(r)
+                        if "error" in r:
+                            print(f"| {dev} | {w}×{h} | {path} | {prec} | error: {r['error']} | | |")
+                        else:
+                            print(f"| {dev} | {w}×{h} | {path} | {prec} | {r['seconds']:.2f} | {r['gflops']:.1f} "
+                                  f"| {r['peak_rss_gb']:.2f} |", flush=True)
+    else:
+        print("| task | precision | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | peak RSS GB |")
+        print("|---|---|---|---|---|---|---|---|")
+        for task in args.tasks.split(","):
+            for prec in args.precisions.split(","):
+                r = _subprocess("train", {"task": task, "steps": args.steps, "batch": args.batch, "crop": args.crop,
+                                          "precision": prec, "weighting": args.weighting}, args.timeout)
+                results.append(r)
+                if "error" in r:
+                    print(f"| {task} | {prec} | error: {r['error']} |")
+                else:
+                    print(f"| {task} | {prec} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
+                          f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
+                          f"{r['peak_rss_gb']:.2f} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,235 @@
+"""Tests of gifnet.evaluation / scripts/evaluate.py: tiny generated benchmarks, bad inputs, VIFB golden values."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gifnet.data.io import write_image_atomic
+from gifnet.evaluation import (
+    evaluate,
+    evaluate_from_config,
+    list_datasets,
+    load_dataset,
+    load_eval_config,
+    select_datasets,
+)
+from gifnet.models import GIFNet, save_checkpoint
+from gifnet.paths import PROJECT_ROOT
+
+SIZE = 24
+
+
+def _yaml(path: Path, name: str, task: str, sub: str, convention: str, metrics: str, sources: str = "[A, B]") -> None:
+    path.write_text(
+        f"name: {name}\ntask: {task}\nroot: ${{paths.data_root}}/{sub}\na: A\nb: B\n"
+        f"convention: {convention}\nmetrics: {metrics}\nmetric_sources: {sources}\n"
+    )
+
+
+@pytest.fixture()
+def bench(tmp_path: Path) -> dict[str, Path]:
+    """A tiny checkpoint (trained on ivif, mfif), two toy datasets (ivif = seen, meif = unseen), two extra methods."""
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", GIFNet(enc_width=6, window=4).eval(), trained_tasks=["ivif", "mfif"])
+    rng = np.random.default_rng(0)
+    root = tmp_path / "bench"
+    flat, mean = tmp_path / "methods" / "Flat", tmp_path / "methods" / "Mean"
+    for i in range(3):
+        a = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+        b = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+        write_image_atomic(root / "ivif" / "Toy" / "A" / f"p{i}.png", a)
+        write_image_atomic(root / "ivif" / "Toy" / "B" / f"p{i}.png", b)
+        # "Mean": the pixel average minimises the mean of the two MSEs -> always best (lowest) MSE
+        write_image_atomic(mean / "toy_ivif" / f"p{i}.png", ((a.astype(np.uint16) + b + 1) // 2).astype(np.uint8))
+        if i != 1:  # one missing file -> a recorded failure
+            write_image_atomic(flat / f"p{i}.png", np.full((SIZE, SIZE), 128, np.uint8))  # EN = SD = 0
+    for i in range(2):
+        for side in "AB":
+            write_image_atomic(
+                root / "meif" / "Toy" / side / f"m{i}.png", rng.integers(0, 256, (SIZE, SIZE, 3), np.uint8)
+            )
+    dsets = tmp_path / "eval"
+    dsets.mkdir()
+    _yaml(dsets / "toy_ivif.yaml", "toy_ivif", "ivif", "ivif/Toy", "standard", "[EN, SD, MSE]")
+    _yaml(dsets / "toy_meif.yaml", "toy_meif", "meif", "meif/Toy", "mefb", "[Entropy, SD]")
+    return {"ckpt": ckpt, "root": root, "dsets": dsets, "flat": flat, "mean": tmp_path / "methods" / "Mean",
+            "out": tmp_path / "out"}  # fmt: skip
+
+
+def _args(bench: dict[str, Path], *extra: str) -> list[str]:
+    return [
+        f"checkpoint={bench['ckpt']}", f"paths.data_root={bench['root']}", f"datasets_dir={bench['dsets']}",
+        f"out={bench['out']}", "progress=false", *extra,
+    ]  # fmt: skip
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _md_row(md: str, dataset: str, method: str) -> list[str]:
+    block = md.split(f"### {dataset}")[1].split("\n### ")[0]
+    for line in block.splitlines():
+        if line.startswith(f"| {method} |"):
+            return [c.strip() for c in line.strip("|").split("|")]
+    raise AssertionError(f"no row {method} in {dataset}")
+
+
+def test_end_to_end(bench):
+    cfg = load_eval_config(
+        _args(bench, "eval=all", f"methods.Flat.toy_ivif={bench['flat']}", f"methods.Mean={bench['mean']}")
+    )
+    res = evaluate_from_config(cfg)
+    out = bench["out"]
+    for name in ("per_image.csv", "failures.csv", "summary.md", "summary.csv", "summary.tex"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary file
+    assert sorted(p.name for p in (out / "fused" / "toy_ivif" / "GIFNet").iterdir()) == ["p0.png", "p1.png", "p2.png"]
+    assert len(list((out / "fused" / "toy_meif" / "GIFNet").iterdir())) == 2
+
+    # per-image values: 3 GIFNet + 3 Mean + 2 Flat images on toy_ivif (3 metrics), 2 GIFNet + 2 + 2 on toy_meif
+    rows = _read_csv(out / "per_image.csv")
+    assert set(rows[0]) == {"dataset", "method", "image", "metric", "value"}
+    ivif = [r for r in rows if r["dataset"] == "toy_ivif"]
+    assert {r["method"] for r in ivif} == {"GIFNet", "Flat", "Mean"}
+    assert len([r for r in ivif if r["method"] == "Flat"]) == 2 * 3
+    assert all(float(r["value"]) == 0.0 for r in ivif if r["method"] == "Flat" and r["metric"] in ("EN", "SD"))
+
+    # the missing Flat file is a failure, in failures.csv and in the dataset's footer
+    assert [(f.dataset, f.method, f.image) for f in res.failures] == [("toy_ivif", "Flat", "p1")]
+    assert "missing fused file" in res.failures[0].error
+    assert res.methods == {"toy_ivif": ["GIFNet", "Flat", "Mean"], "toy_meif": ["GIFNet"]}  # Mean/ is per dataset
+    md = (out / "summary.md").read_text()
+    assert "Failures (1):" in md and "- Flat / p1: missing fused file" in md
+    assert "Failures (1)" in (out / "summary.tex").read_text()
+
+    # seen (ivif) before unseen (meif); convention noted in each table header
+    assert md.index("## Seen tasks") < md.index("### toy_ivif") < md.index("## Unseen tasks") < md.index("### toy_meif")
+    assert "convention: standard" in md and "convention: mefb" in md
+
+    # bold marks the better value, respecting the metric direction (MSE: lower is better)
+    head = _md_row(md, "toy_ivif", "method")
+    flat_row, mean_row = _md_row(md, "toy_ivif", "Flat"), _md_row(md, "toy_ivif", "Mean")
+    assert head[:2] == ["method", "n"] and head[4] == "MSE ↓"
+    assert flat_row[1] == "2/3" and mean_row[1] == "3/3"
+    assert flat_row[2] == "0.0000 ± 0.0000" and not flat_row[2].startswith("**")  # EN = 0 is never the best
+    assert mean_row[4].startswith("**") and not _md_row(md, "toy_ivif", "GIFNet")[4].startswith("**")
+    summary = _read_csv(out / "summary.csv")
+    best = {(r["dataset"], r["metric"]): r["method"] for r in summary if r["best"] == "1"}
+    assert best[("toy_ivif", "MSE")] == "Mean"
+    assert best[("toy_ivif", "EN")] != "Flat" and best[("toy_ivif", "SD")] != "Flat"
+    sections = {r["dataset"]: r["section"] for r in summary}
+    assert sections == {"toy_ivif": "seen", "toy_meif": "unseen"}
+    mse = {r["method"]: float(r["mean"]) for r in summary if r["dataset"] == "toy_ivif" and r["metric"] == "MSE"}
+    assert mse["Mean"] == min(mse.values())
+    assert "\\textbf{" in (out / "summary.tex").read_text()
+
+
+def test_selection_and_limit(bench):
+    res = evaluate_from_config(load_eval_config(_args(bench, "eval=seen", "limit=2", "name=null")))
+    assert [d.name for d in res.datasets] == ["toy_ivif"] and res.images["toy_ivif"] == ["p0", "p1"]
+    assert res.methods["toy_ivif"] == ["tiny"]  # name=null -> the checkpoint stem
+    assert not res.failures
+    md = (bench["out"] / "summary.md").read_text()
+    assert "## Seen tasks" in md and "## Unseen tasks" not in md and "Failures: none." in md
+    assert [d.name for d in select_datasets("unseen", ["ivif", "mfif"], bench["root"], bench["dsets"])] == ["toy_meif"]
+    assert [d.name for d in select_datasets("toy_meif,toy_ivif", [], bench["root"], bench["dsets"])] == [
+        "toy_meif",
+        "toy_ivif",
+    ]
+
+
+def test_cli_script(bench):
+    spec = importlib.util.spec_from_file_location("evaluate_script", PROJECT_ROOT / "scripts" / "evaluate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(_args(bench, "eval=toy_meif", "metrics.toy_meif=[Entropy]")) == 0
+    summary = _read_csv(bench["out"] / "summary.csv")
+    assert {r["metric"] for r in summary} == {"Entropy"}
+    assert mod.main(_args(bench, "eval=nope")) == 1
+    assert mod.main(_args(bench, "bogus_option=1")) == 1
+
+
+def test_shipped_dataset_configs():
+    names = list_datasets()
+    for n in ("ivif_tno", "ivif_vifb", "mfif_lytro", "meif_mefb", "medical_pet", "nir_vis", "remote", "enhance"):
+        assert n in names
+    order = {n: load_dataset(n, data_root="/data").metric_sources for n in ("ivif_vifb", "ivif_tno", "meif_mefb")}
+    assert order == {"ivif_vifb": ("B", "A"), "ivif_tno": ("A", "B"), "meif_mefb": ("A", "B")}
+    spec = load_dataset("ivif_vifb", data_root="/data")
+    assert spec.root == Path("/data/ivif/VIFB") and spec.convention == "vifb" and len(spec.metrics) == 13
+    assert load_dataset("enhance", data_root="/data").source_methods == {"Original": "A"}
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+def test_unknown_dataset(bench):
+    with pytest.raises(ValueError, match=r"unknown dataset.*toy_ivif"):
+        evaluate_from_config(load_eval_config(_args(bench, "eval=nope")))
+    with pytest.raises(ValueError, match=r"unknown dataset.*ivif_vifb"):
+        load_dataset("nope")
+
+
+def test_unknown_metric(bench):
+    with pytest.raises(ValueError, match=r"unknown metric.*Bogus.*valid metrics: EN, SD"):
+        evaluate_from_config(load_eval_config(_args(bench, "eval=toy_ivif", "metrics.toy_ivif=[EN,Bogus]")))
+    with pytest.raises(ValueError, match=r"metrics.<dataset>: unknown dataset"):
+        evaluate_from_config(load_eval_config(_args(bench, "eval=toy_ivif", "metrics.nope=[EN]")))
+
+
+def test_unknown_convention_and_option(bench):
+    _yaml(bench["dsets"] / "bad.yaml", "bad", "ivif", "ivif/Toy", "bogus", "null")
+    with pytest.raises(ValueError, match=r"unknown convention 'bogus'; valid conventions: vifb, tang"):
+        load_dataset("bad", bench["root"], bench["dsets"])
+    with pytest.raises(ValueError, match="unknown option"):
+        load_eval_config(_args(bench, "nonsense=1"))
+    with pytest.raises(ValueError, match="checkpoint"):
+        load_eval_config([])
+
+
+def test_size_mismatch(bench, tmp_path):
+    # an extra method's fused image of the wrong size, and a source pair of mismatched sizes
+    bad = tmp_path / "Small"
+    for i in range(3):
+        write_image_atomic(bad / f"p{i}.png", np.zeros((SIZE - 4, SIZE), np.uint8))
+    write_image_atomic(bench["root"] / "ivif" / "Toy" / "B" / "p2.png", np.zeros((SIZE, SIZE + 2), np.uint8))
+    res = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"], methods={"Small": bad}, progress=False,
+                   data_root=bench["root"], datasets_dir=bench["dsets"])  # fmt: skip
+    fails = {(f.method, f.image): f.error for f in res.failures}
+    assert set(fails) == {("Small", "p0"), ("Small", "p1"), ("Small", "p2"), ("GIFNet", "p2")}
+    assert "size mismatch" in fails[("Small", "p0")] and "size mismatch" in fails[("GIFNet", "p2")]
+    md = (bench["out"] / "summary.md").read_text()
+    assert "Failures (4):" in md and _md_row(md, "toy_ivif", "Small")[1] == "0/3"
+    assert _md_row(md, "toy_ivif", "GIFNet")[1] == "2/3"
+
+
+# -------------------------------------------------------------------------------------- golden (../shared)
+def test_official_vifb_matches_golden(shared, tmp_path):
+    ckpt = shared / "official" / "Final.model"
+    if not ckpt.is_file():
+        pytest.skip("official checkpoint not available")
+    res = evaluate_from_config(load_eval_config([
+        f"checkpoint={ckpt}", "eval=ivif_vifb", "images=[walkingnight]", "limit=1", f"out={tmp_path}", "progress=false",
+        f"paths.data_root={shared / 'data' / 'benchmarks'}",
+        f"methods.ADF={shared / 'data' / 'metrics_golden' / 'vifb' / 'fused' / 'ADF'}",
+    ]))  # fmt: skip
+    assert not res.failures
+    (image,) = res.images["ivif_vifb"]
+    golden = {
+        r["metric"]: float(r["value"])
+        for r in _read_csv(shared / "data" / "metrics_golden" / "vifb" / "golden.csv")
+        if r["image"] == image and r["method"] == "ADF"
+    }
+    ours = {r["metric"]: float(r["value"]) for r in _read_csv(tmp_path / "per_image.csv") if r["method"] == "ADF"}
+    assert len(golden) == 13 and set(ours) == set(golden)
+    for metric, g in golden.items():
+        tol = max(1e-4 * abs(g), 0.5 * 10 ** (math.floor(math.log10(abs(g))) - 4))
+        assert abs(ours[metric] - g) <= tol, (metric, ours[metric], g)
+    assert {r["method"] for r in _read_csv(tmp_path / "summary.csv")} == {"GIFNet", "ADF"}
