@@ -16,8 +16,6 @@ import csv
 import io
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ import numpy as np
 from gifnet.data.io import list_images, match_pairs, read_image, write_image_atomic
 from gifnet.fusion import TASKS, Fuser, load_any_checkpoint
 from gifnet.metrics import METRICS, compute, list_conventions, list_metrics, read_for_metrics
-from gifnet.paths import PROJECT_ROOT, shared_root
+from gifnet.paths import PROJECT_ROOT, atomic_path, shared_root
 
 log = logging.getLogger(__name__)
 
@@ -462,16 +460,8 @@ class _Cell:
 
 
 def _write_text_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="")
     return path
 
 
@@ -665,21 +655,10 @@ def load_eval_config(overrides: Sequence[str] = ()):
     ``methods.<name>=DIR`` and ``metrics.<dataset>=[...]`` may add keys.
     """
     from omegaconf import OmegaConf
-    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-    base = OmegaConf.load(PROJECT_ROOT / "configs" / "evaluate.yaml")
-    OmegaConf.set_struct(base, True)
-    OmegaConf.set_struct(base.methods, False)
-    OmegaConf.set_struct(base.metrics, False)
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ValueError(f"overrides must look like key=value, got {bad}")
-    try:
-        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-    except ConfigKeyError as e:
-        raise ValueError(f"unknown option: {e.msg.splitlines()[0]} (see configs/evaluate.yaml)") from e
-    except OmegaConfBaseException as e:
-        raise ValueError(f"bad option: {str(e).splitlines()[0]}") from e
+    from gifnet.cli import load_cli_config
+
+    cfg = load_cli_config("evaluate", overrides, open_keys=("methods", "metrics"))
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise ValueError("missing required option: checkpoint=PATH (e.g. checkpoint=../shared/official/Final.model)")
     return cfg

@@ -311,23 +311,12 @@ class Fuser:
 def load_fuse_config(overrides: Sequence[str] = ()):
     """``configs/fuse.yaml`` merged with ``key=value`` overrides; unknown keys and missing values are errors."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue
 
-    from gifnet.paths import PROJECT_ROOT
+    from gifnet.cli import load_cli_config
 
-    base = OmegaConf.load(PROJECT_ROOT / "configs" / "fuse.yaml")
-    OmegaConf.set_struct(base, True)
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ValueError(f"overrides must look like key=value, got {bad}")
-    try:
-        cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-        missing = sorted(k for k in ("checkpoint", "input.a") if OmegaConf.is_missing(cfg, k.split(".")[0])
-                         or (k == "input.a" and OmegaConf.is_missing(cfg.input, "a")))
-    except ConfigKeyError as e:
-        raise ValueError(f"unknown option: {e.msg.splitlines()[0]} (see configs/fuse.yaml)") from e
-    except MissingMandatoryValue as e:  # pragma: no cover - defensive
-        raise ValueError(str(e)) from e
+    cfg = load_cli_config("fuse", overrides)
+    missing = [k for k, node, key in (("checkpoint", cfg, "checkpoint"), ("input.a", cfg.input, "a"))
+               if OmegaConf.is_missing(node, key)]
     if missing and not (cfg.input.stack and missing == ["input.a"]):
         raise ValueError(f"missing required option(s): {', '.join(missing)} (e.g. checkpoint=PATH input.a=DIR)")
     return cfg

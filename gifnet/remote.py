@@ -19,12 +19,13 @@ would do (it uses 256 bins for every class). See ``docs/remote.md``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import correlate
+
+from gifnet.paths import atomic_path
 
 __all__ = [
     "fspecial_gaussian",
@@ -327,14 +328,6 @@ def write_multiband_tiff_atomic(
     kwargs = {"photometric": "minisblack"}
     if arr.ndim == 3:
         kwargs["planarconfig"] = "contig"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         tifffile.imwrite(tmp, arr, **kwargs)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return p

@@ -272,3 +272,12 @@ def test_short_real_run_lowers_every_loss(shared, tmp_path):
     assert set(before) == {f"{s}/{k}" for s in ("ivif", "mfif", "meif") for k in ("fuse", "rec")}
     for k in before:
         assert after[k] < before[k], (k, before[k], after[k])
+
+
+def test_validation_writes_best_checkpoint(tmp_path):
+    val = ["val=${data}", "train.val_every=1"]  # validate on the (fixed-crop) training source
+    t = Trainer(compose_train(["model=tiny", "train.max_steps=2", *val, *FAST]), tmp_path)
+    t.fit()
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+    _, meta = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert meta["best_val"] == t.best_val < float("inf")

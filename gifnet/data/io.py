@@ -14,7 +14,6 @@ Conventions
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from gifnet.paths import atomic_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -340,12 +341,6 @@ def match_pairs(
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_image_atomic(
     path: str | os.PathLike,
     array: np.ndarray,
@@ -395,19 +390,6 @@ def write_image_atomic(
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr), params)
     if not ok:
         raise OSError(f"{p}: OpenCV failed to encode the image as {ext}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600 files
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(buf.tobytes())
     return p

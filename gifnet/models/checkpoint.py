@@ -15,12 +15,12 @@ Files are written atomically (temporary file in the same folder, then ``os.repla
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gifnet.paths import atomic_path
 
 from .gifnet import GIFNet, GIFNetConfig
 
@@ -35,20 +35,9 @@ class CheckpointError(ValueError):
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` without ever leaving a half-written file there."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def save_checkpoint(
@@ -81,15 +70,21 @@ def save_checkpoint(
     return atomic_torch_save(obj, path)
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Read and validate a checkpoint dict (does not build the model)."""
+def torch_load_file(path: str | Path, weights_only: bool = False) -> Any:
+    """``torch.load`` on CPU with errors that name the file (missing file: :class:`CheckpointError`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({e})") from e
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Read and validate a checkpoint dict (does not build the model)."""
+    path = Path(path)
+    obj = torch_load_file(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""
         if isinstance(obj, dict) and any(str(k).startswith("getSharedFeatures") for k in obj):

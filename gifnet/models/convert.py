@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import CheckpointError, save_checkpoint, torch_load_file
 from .gifnet import GIFNet, GIFNetConfig
 
 OFFICIAL_SHA256 = "bfc1dfef0d5b386b0c04f172daf8f6af52ba395f26dc3dd5757425fd32eb1038"
@@ -170,12 +170,7 @@ def sha256_of(path: str | Path) -> str:
 def load_official(path: str | Path) -> GIFNet:
     """Build a GIFNet with the released weights from an official ``Final.model`` file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"official checkpoint not found: {path}")
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise CheckpointMismatch(f"{path}: cannot be read as a torch state dict ({e})") from e
+    sd = torch_load_file(path, weights_only=True)
     if not isinstance(sd, dict):
         raise CheckpointMismatch(f"{path}: expected a plain state dict, got {type(sd).__name__}")
     model = GIFNet.from_config(official_config())
@@ -206,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = import_official(args.src, args.dst)
-    except (FileNotFoundError, CheckpointMismatch) as e:
+    except (CheckpointError, CheckpointMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {out}")
