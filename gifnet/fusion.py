@@ -197,8 +197,8 @@ class Fuser:
 
         Order: for ``meif`` the images are sorted by mean luma (darkest first) and each step fuses the running
         result (as the darker input, A) with the next brighter image (B); for other tasks the given order is
-        used, the running result being A and the next image B. Intermediate results are kept as 16-bit when
-        inputs are 8-bit to avoid accumulating rounding.
+        used, the running result being A and the next image B. Each intermediate result is an image of the
+        inputs' dtype (rounded), exactly as if it had been saved and fused again.
         """
         if len(images) < 2:
             raise ValueError(f"a stack needs at least 2 images, got {len(images)}")
@@ -305,6 +305,31 @@ class Fuser:
             names_b = {p.name for p in list_images(b)}
             summary.skipped = sorted(names_a ^ names_b)
         return [(name, pa, pb) for name, pa, pb in pairs]
+
+
+def fuse(
+    checkpoint: str | Path | GIFNet,
+    a: np.ndarray | str | Path,
+    b: np.ndarray | str | Path | None = None,
+    task: str = "ivif",
+    out: str | Path | None = None,
+    **options,
+) -> np.ndarray | FuseSummary:
+    """One-call fusion: arrays in → fused array out; files/folders in → files written to ``out`` + summary.
+
+    ``checkpoint`` is a path (ours or the official ``Final.model``) or a :class:`GIFNet`; ``options`` go to
+    :class:`Fuser` (``color_mode``, ``device``, ``precision``, ``resize``) or, for folders, to
+    :meth:`Fuser.fuse_folders` (``skip_unpaired``, ``ext``, ``progress``).
+    """
+    folder_keys = {"skip_unpaired", "ext", "progress"}
+    fuser_opts = {k: v for k, v in options.items() if k not in folder_keys}
+    model = checkpoint if isinstance(checkpoint, GIFNet) else load_any_checkpoint(checkpoint)[0]
+    fuser = Fuser(model, task=task, **fuser_opts)
+    if isinstance(a, np.ndarray):
+        return fuser.fuse_arrays(a, b)  # type: ignore[arg-type]
+    if out is None:
+        raise ValueError("fusing files or folders needs out=DIR")
+    return fuser.fuse_folders(a, b, out, **{k: v for k, v in options.items() if k in folder_keys})
 
 
 # -- configuration-driven entry point (scripts/fuse.py) ---------------------------------------------------------

@@ -247,3 +247,16 @@ def test_fuse_luma_matches_parity_fixture(shared, official_fuser_model):
     d = np.load(shared / "official" / "parity" / "remote_band1.npz")
     y = Fuser(official_fuser_model, task="remote").fuse_luma(d["a"] / 255.0, d["b"] / 255.0)
     assert np.abs(y - d["fused"]).max() <= 1e-4
+
+
+def test_one_call_library_api(tiny_model, tmp_path):
+    import gifnet
+
+    out = gifnet.fuse(tiny_model, _gray(16, 18, 1), _rgb(16, 18, 2), task="ivif")
+    assert out.shape == (16, 18, 3) and out.dtype == np.uint8
+    _save(tmp_path / "A" / "s.png", _gray(16, 16, 1))
+    _save(tmp_path / "B" / "s.png", _gray(16, 16, 2))
+    summary = gifnet.fuse(tiny_model, tmp_path / "A", tmp_path / "B", task="mfif", out=tmp_path / "o", progress=False)
+    assert summary.fused == ["s.png"] and (tmp_path / "o" / "s.png").is_file()
+    with pytest.raises(ValueError, match="out=DIR"):
+        gifnet.fuse(tiny_model, tmp_path / "A", tmp_path / "B")
