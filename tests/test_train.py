@@ -281,3 +281,14 @@ def test_validation_writes_best_checkpoint(tmp_path):
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
     _, meta = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert meta["best_val"] == t.best_val < float("inf")
+
+
+def test_epoch_bookkeeping_when_the_run_ends_on_an_epoch_boundary(tmp_path):
+    # 4 samples, batch 2 → 2 iterations per epoch; 4 iterations = exactly 2 epochs
+    t = Trainer(compose_train(["model=tiny", "train.epochs=2", *FAST]), tmp_path)
+    summary = t.fit()
+    assert summary["iterations"] == 4 and summary["epochs_completed"] == 2
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch_001.pt", "epoch_002.pt", "last.pt"]
+    _, meta = load_checkpoint(tmp_path / "checkpoints" / "epoch_001.pt")
+    assert meta["progress"] == {"iteration": 2, "epoch": 1, "batch_in_epoch": 0}

@@ -336,16 +336,24 @@ class Trainer:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(self.epoch)
+            ran = 0
             for batch in self.loader:
+                ran += 1
                 t0 = time.perf_counter()
                 scalars, images = self.train_iteration(batch)
+                n_batch = len(next(iter(batch.values()))) * self.dist.world_size
                 self.iteration += 1
                 self.batch_in_epoch += 1
-                n_samples += len(next(iter(batch.values()))) * self.dist.world_size
+                n_samples += n_batch
                 last = scalars
+                # epoch bookkeeping first, so that every checkpoint holds a normalised position
+                epoch_done = self.batch_in_epoch >= self.iters_per_epoch
+                if epoch_done:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
                 dt = time.perf_counter() - t0
                 if self.iteration % int(tc.log_every) == 0 or self.iteration == 1:
-                    self.log_scalars(scalars, len(next(iter(batch.values()))) * self.dist.world_size / dt)
+                    self.log_scalars(scalars, n_batch / dt)
                 if tc.image_every and self.iteration % int(tc.image_every) == 0:
                     self.log_images(images)
                 pbar.update(1)
@@ -355,18 +363,15 @@ class Trainer:
                 if tc.save_every and self.iteration % int(tc.save_every) == 0:
                     self.save(f"iter_{self.iteration:07d}.pt")
                     self.save("last.pt")
-                if tc.val_every and self.iteration % int(tc.val_every) == 0:
+                if epoch_done:
+                    self.save(f"epoch_{self.epoch:03d}.pt")
+                if tc.val_every and (epoch_done or self.iteration % int(tc.val_every) == 0):
                     self.validate()
-                if self.iteration >= self.total_iters:
+                if self.iteration >= self.total_iters or epoch_done:
                     break
-            else:  # epoch finished
+            if ran == 0:  # nothing left in this epoch (defensive): move on
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                self.save(f"epoch_{self.epoch:03d}.pt")
-                if tc.val_every:
-                    self.validate()
-                continue
-            break
         pbar.close()
         path = self.save("last.pt")
         elapsed = time.perf_counter() - t_start
