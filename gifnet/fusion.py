@@ -13,7 +13,6 @@ colour mode, which slots the released script read as RGB.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -114,7 +113,7 @@ class Fuser:
         task: task preset name (:data:`TASKS`).
         color_mode: ``standard`` (default) or ``official`` (the released script's colour rules).
         device: ``auto``, ``cpu``, ``cuda``...
-        precision: ``fp32`` or ``bf16`` (CPU AMX / CUDA autocast; fused output within ~1 grey level).
+        precision: ``fp32`` or ``bf16`` (bfloat16 products; see the README for its measured deviation).
         resize: ``None`` (size mismatch is an error) or ``"b"`` (resample A to B's size).
     """
 
@@ -149,14 +148,7 @@ class Fuser:
     def fuse_luma(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Network fusion of two float luma planes in [0, 1] (already in slot order) → float32 plane."""
         ta, tb = _luma_tensor(a, self.device), _luma_tensor(b, self.device)
-        ctx = (
-            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-            if self.precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with ctx:
-            y = self.model.fuse(ta, tb)
-        return y[0, 0].float().cpu().numpy()
+        return self.model.fuse(ta, tb, precision=self.precision)[0, 0].float().cpu().numpy()
 
     def _slots(self, img_a: np.ndarray, img_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (img_b, img_a) if self.task.swap else (img_a, img_b)

@@ -7,7 +7,9 @@
 Every configuration runs in a fresh subprocess so that its peak resident memory (``ru_maxrss``, which includes
 the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
 
-* ``optimised``: :meth:`GIFNet.fuse` (``inference_mode``, only what the output needs), fp32 or bf16 autocast.
+* ``optimised``: :meth:`GIFNet.fuse` — the band-wise engine (:mod:`gifnet.models.banded`), fp32 or bf16.
+* ``full-frame``: ``GIFNet.fuse(engine="full")`` — the whole image through the stage modules at once
+  (``inference_mode``, channels-last, only what the output needs; bf16 through autocast).
 * ``straightforward``: what a plain port does — autograd left on, both CFGM streams run to the end (the
   discarded one included) and the R-Dec computed, as the released test script's model call does.
 
@@ -39,8 +41,6 @@ def _cpu_name() -> str:
 
 
 def run_fuse_case(h: int, w: int, path: str, precision: str, device: str, repeat: int) -> dict:
-    import contextlib
-
     import torch
 
     from gifnet.models import GIFNet
@@ -51,19 +51,15 @@ def run_fuse_case(h: int, w: int, path: str, precision: str, device: str, repeat
     b = torch.rand(1, 1, h, w, device=device)
 
     def once():
-        ctx = (
-            torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-            if precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with ctx:
-            if path == "optimised":
-                return model.fuse(a, b)
-            f = model.encode(a, b)
-            out = model.decode(f, model.cfgm(f, f, "dp"))
-            model.cfgm(f, f, "mm")  # the other stream to its end (discarded by the released code too)
-            model.reconstruct(f)
-            return out
+        if path == "optimised":
+            return model.fuse(a, b, precision=precision)
+        if path == "full-frame":
+            return model.fuse(a, b, precision=precision, engine="full")
+        f = model.encode(a, b)
+        out = model.decode(f, model.cfgm(f, f, "dp"))
+        model.cfgm(f, f, "mm")  # the other stream to its end (discarded by the released code too)
+        model.reconstruct(f)
+        return out
 
     times = []
     for _ in range(repeat):
@@ -170,7 +166,7 @@ def main(argv: list[str]) -> int:
             for size in args.sizes.split(","):
                 h, w = (int(v) for v in size.lower().split("x"))
                 for path in args.paths.split(","):
-                    precs = args.precisions.split(",") if path == "optimised" else ["fp32"]
+                    precs = args.precisions.split(",") if path != "straightforward" else ["fp32"]
                     for prec in precs:
                         if path == "straightforward" and h * w > args.max_straightforward_pixels:
                             continue

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .banded import banded_fuse
 from .cfgm import CFGM, STREAMS, reset_cfgm_parameters
 
 MIN_SIDE = 5
@@ -200,11 +201,27 @@ class GIFNet(nn.Module):
         return self.decode(f, self.cfgm(f, f, step or self.config.inference_stream))
 
     @torch.inference_mode()
-    def fuse(self, a: torch.Tensor, b: torch.Tensor, step: str | None = None) -> torch.Tensor:
-        """Inference-mode fusion (no autograd state is kept; weights switched to channels-last once)."""
+    def fuse(
+        self, a: torch.Tensor, b: torch.Tensor, step: str | None = None, precision: str = "fp32",
+        engine: str = "banded",
+    ) -> torch.Tensor:  # fmt: skip
+        """Inference-mode fusion; the same values as :meth:`forward` (fp32), without autograd state.
+
+        ``engine="banded"`` (default) runs :func:`~gifnet.models.banded.banded_fuse`: band by band, bounded
+        memory, cache-sized kernels. ``engine="full"`` runs the whole image through the stage modules at once
+        (channels-last; bf16 through autocast), as training does. ``precision``: ``fp32`` or ``bf16``.
+        """
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if engine == "banded":
+            band = 1 << 15 if a.device.type == "cpu" else 1 << 22
+            return banded_fuse(self, a, b, step, precision=precision, band_pixels=band)
+        if engine != "full":
+            raise ValueError(f"engine must be 'banded' or 'full', got {engine!r}")
         if not self.is_channels_last():
             self.to_channels_last()
-        return self.forward(a, b, step).contiguous()
+        with torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return self.forward(a, b, step).float().contiguous()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
