@@ -14,7 +14,7 @@ the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
   discarded one included) and the R-Dec computed, as the released test script's model call does.
 
 GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256×256, linear in pixels:
-1.573 kFLOP per pixel; GIFNET.md section 1), for both paths, so they compare useful work per second.
+1.573 MFLOP per pixel; GIFNET.md section 1), for both paths, so they compare useful work per second.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def run_fuse_case(h: int, w: int, path: str, precision: str, device: str, repeat: int) -> dict:
+def run_fuse_case(
+    h: int, w: int, path: str, precision: str, device: str, repeat: int, keep_freed_memory: bool = True
+) -> dict:
     import torch
 
     from gifnet.models import GIFNet
@@ -81,7 +83,11 @@ def run_fuse_case(h: int, w: int, path: str, precision: str, device: str, repeat
     return res
 
 
-def run_train_case(task: str, steps: int, batch: int, crop: int, precision: str, weighting: str) -> dict:
+def run_train_case(
+    task: str, steps: int, batch: int, crop: int, precision: str, weighting: str, keep_freed_memory: bool = True
+) -> dict:
+    import tempfile
+
     import torch
     from hydra import compose, initialize_config_dir
 
@@ -91,20 +97,27 @@ def run_train_case(task: str, steps: int, batch: int, crop: int, precision: str,
     overrides = [
         f"task={task}", f"train.batch_size={batch}", f"data.crop_size={crop}", f"precision={precision}",
         f"loss.ivif_weighting={weighting}", "train.tensorboard=false", "train.progress=false",
+        f"keep_freed_memory={str(keep_freed_memory).lower()}",
     ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
+        if weighting == "densenet":
+            # Timing only: a randomly initialised DenseNet-121 costs what the ImageNet one costs.
+            from torchvision.models import densenet121
+
+            torch.save(densenet121(weights=None).state_dict(), f"{tmp}/densenet121-random.pth")
+            overrides.append(f"loss.densenet_weights={tmp}/densenet121-random.pth")
+        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "configs"), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=overrides)
         t = Trainer(cfg, tmp)
         it = iter(t.loader)
         batches = [next(it) for _ in range(steps + 1)]
-        t.train_iteration(batches[0])  # warm-up
+        first, _ = t.train_iteration(batches[0])  # warm-up
+        trace = [first]
         t0 = time.perf_counter()
         last = {}
         for bt in batches[1:]:
             last, _ = t.train_iteration(bt)
+            trace.append(last)
         dt = (time.perf_counter() - t0) / steps
     n_steps = len(t.steps)
     # training step ≈ 3× the forward cost (forward + backward) of the trained path, per optimiser step
@@ -114,6 +127,7 @@ def run_train_case(task: str, steps: int, batch: int, crop: int, precision: str,
         "seconds_per_iter": dt, "iters_per_s": 1 / dt, "approx_gflops": flop / dt / 1e9,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "losses": {k: round(v, 5) for k, v in last.items() if k.endswith("/total")},
+        "loss_trace": [{k: v for k, v in sc.items() if k.endswith("/total")} for sc in trace],
         "threads": torch.get_num_threads(),
     }  # fmt: skip
 
@@ -130,9 +144,28 @@ def _subprocess(kind: str, payload: dict, timeout: float) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _compare_losses(results: list[dict]) -> None:
+    """bf16 vs fp32 loss terms of the same iterations (same seed, same batches, same initial weights)."""
+    for r16 in results:
+        r32 = next((r for r in results if r.get("task") == r16.get("task") and r.get("precision") == "fp32"), None)
+        if r16.get("precision") != "bf16" or r32 is None or "loss_trace" not in r16 or "loss_trace" not in r32:
+            continue
+        worst = max(
+            abs(a[k] - b[k]) / max(abs(b[k]), 1e-12)
+            for a, b in zip(r16["loss_trace"], r32["loss_trace"], strict=True)
+            for k in b
+        )
+        print(f"# {r16['task']}: bf16 vs fp32 loss terms over {len(r32['loss_trace'])} iterations (same seed and "
+              f"batches): max relative difference {worst:.2e}")
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "_case":
+        from gifnet.runtime import keep_freed_memory
+
         kind, payload = argv[1], json.loads(argv[2])
+        if payload.get("keep_freed_memory", True):
+            keep_freed_memory()  # as scripts/fuse.py and scripts/train.py do
         fn = run_fuse_case if kind == "fuse" else run_train_case
         print(json.dumps(fn(**payload)))
         return 0
@@ -149,7 +182,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--weighting", default="gradient", help="IVIF weighting (densenet needs a weights file)")
+    p.add_argument("--weighting", default="densenet",
+                   help="IVIF weighting: densenet (released; timed with random-init weights), gradient or fixed")
+    p.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                   help="keep: the entry points' allocator setting (gifnet/runtime.py); default: glibc's own")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
@@ -171,7 +207,8 @@ def main(argv: list[str]) -> int:
                         if path == "straightforward" and h * w > args.max_straightforward_pixels:
                             continue
                         r = _subprocess("fuse", {"h": h, "w": w, "path": path, "precision": prec, "device": dev,
-                                                 "repeat": args.repeat}, args.timeout)
+                                                 "repeat": args.repeat, "keep_freed_memory": args.malloc == "keep"},
+                                       args.timeout)
                         results.append(r)
                         if "error" in r:
                             print(f"| {dev} | {w}×{h} | {path} | {prec} | error: {r['error']} | | |")
@@ -184,7 +221,8 @@ def main(argv: list[str]) -> int:
         for task in args.tasks.split(","):
             for prec in args.precisions.split(","):
                 r = _subprocess("train", {"task": task, "steps": args.steps, "batch": args.batch, "crop": args.crop,
-                                          "precision": prec, "weighting": args.weighting}, args.timeout)
+                                          "precision": prec, "weighting": args.weighting,
+                                          "keep_freed_memory": args.malloc == "keep"}, args.timeout)
                 results.append(r)
                 if "error" in r:
                     print(f"| {task} | {prec} | error: {r['error']} |")
@@ -192,6 +230,7 @@ def main(argv: list[str]) -> int:
                     print(f"| {task} | {prec} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
                           f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
                           f"{r['peak_rss_gb']:.2f} |", flush=True)
+        _compare_losses(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

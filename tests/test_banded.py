@@ -91,7 +91,7 @@ CASES = ["ivif", "mfif", "meif", "medical", "nirvis", "remote_band1"]
 
 @pytest.mark.parametrize("case", CASES)
 def test_bf16_deviation_on_parity_fixtures(shared, case):
-    """bf16 stays close to fp32 on the released checkpoint (measured: max ≤ 2.3, mean ≤ 0.16 grey levels)."""
+    """bf16 stays close to fp32 on the released checkpoint (default policy, measured: max 1.38, mean 0.126)."""
     from gifnet.models.convert import load_official
 
     m = load_official(shared / "official" / "Final.model")
@@ -101,4 +101,4 @@ def test_bf16_deviation_on_parity_fixtures(shared, case):
     y32 = m.fuse(a, b)[0, 0].numpy()
     assert np.abs(y32 - d["fused"]).max() <= 1e-4
     dev = np.abs(m.fuse(a, b, precision="bf16")[0, 0].numpy() - y32) * 255
-    assert dev.max() <= 3.0 and dev.mean() <= 0.25, (dev.max(), dev.mean())
+    assert dev.max() <= 2.0 and dev.mean() <= 0.2, (dev.max(), dev.mean())

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from gifnet.losses import build_ivif_weighting
 from gifnet.models import GIFNet
 from gifnet.models.checkpoint import read_checkpoint, save_checkpoint
+from gifnet.runtime import keep_freed_memory
 
 from .distributed import DistInfo, average_gradients, broadcast_parameters, init_distributed
 from .sampler import BatchListSampler, ResumableSampler
@@ -116,6 +117,8 @@ class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: str | Path):
         self.cfg = cfg
         self.device = resolve_device(str(cfg.device))
+        if cfg.get("keep_freed_memory", True):
+            keep_freed_memory()  # ~2x faster CPU steps: no page faults on every new activation (gifnet/runtime.py)
         self.dist: DistInfo = init_distributed(str(self.device))
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)

@@ -22,8 +22,8 @@ being kept (they are ~4 % of the cost). Written by hand because no library offer
 global-statistics normalisation.
 
 Precision ``bf16`` runs the convolutions and matrix products in bfloat16 (AMX on recent x86 CPUs, tensor
-cores on CUDA) while the residual stream, the RLN statistics, the attention softmax and the final decoder
-convolution stay in float32.
+cores on CUDA) while the residual stream, the RLN statistics, the attention logits and softmax, the final
+decoder convolution and the operations named in ``BF16_FP32_PARTS`` stay in float32 (docs/inference.md).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class _Stats:
 
 
 #: operations kept in float32 under ``precision="bf16"`` (measured on the parity fixtures, see the README)
-BF16_FP32_PARTS = ("dec",)
+BF16_FP32_PARTS = ("embed", "dec")
 PARTS = ("embed", "qkv", "attn", "dw", "proj", "mlp", "unembed", "mix", "dec")
 
 

@@ -192,7 +192,7 @@ class CFGMBlock(nn.Module):
         """
         p = self.streams[stream]
         qk = p.qk(xn)
-        own_q, k = qk[:, : self.dim], qk[:, self.dim :]
+        own_q, k = qk.split(self.dim, 1)  # split, not slicing: one cat in backward instead of two zero-fills
         v = p.v(xn)
         attn = self._attend(own_q if query is None else query, k, v, bias)
         y = p.proj(p.dwconv(v if dw_input is None else dw_input) + attn)

@@ -1,0 +1,50 @@
+"""Smoke test of scripts/benchmark.py on tiny inputs (it is a benchmark, so nothing here is timed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gifnet.paths import PROJECT_ROOT
+
+SCRIPT = str(PROJECT_ROOT / "scripts" / "benchmark.py")
+
+
+def _run(args: list[str], tmp_path) -> tuple[str, list[dict]]:
+    out = tmp_path / "res.json"
+    r = subprocess.run(
+        [sys.executable, SCRIPT, *args, "--json", str(out)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout, json.loads(out.read_text())
+
+
+def test_fuse_benchmark_rows(tmp_path):
+    stdout, res = _run(
+        ["fuse", "--sizes", "24x20", "--paths", "optimised,full-frame,straightforward", "--devices", "cpu",
+         "--repeat", "1"], tmp_path,
+    )  # fmt: skip
+    assert [(r["path"], r["precision"]) for r in res] == [
+        ("optimised", "fp32"), ("optimised", "bf16"), ("full-frame", "fp32"), ("full-frame", "bf16"),
+        ("straightforward", "fp32"),
+    ]  # fmt: skip
+    for r in res:
+        assert "error" not in r, r
+        assert r["size"] == "20x24" and r["seconds"] > 0 and r["gflops"] > 0 and r["peak_rss_gb"] > 0.1
+    assert "| cpu | 20×24 | optimised | fp32 |" in stdout
+
+
+@pytest.mark.slow
+def test_train_benchmark_rows_and_loss_comparison(tmp_path):
+    stdout, res = _run(
+        ["train", "--tasks", "official", "--steps", "1", "--batch", "2", "--crop", "32"], tmp_path
+    )  # DenseNet weighting with random weights (timing only)
+    assert [(r["task"], r["precision"]) for r in res] == [("official", "fp32"), ("official", "bf16")]
+    for r in res:
+        assert "error" not in r, r
+        assert r["steps_per_iter"] == 2 and r["seconds_per_iter"] > 0 and len(r["loss_trace"]) == 2
+        assert set(r["losses"]) == {"ivif/total", "mfif/total"}
+    assert "bf16 vs fp32 loss terms over 2 iterations" in stdout
