@@ -23,3 +23,9 @@ def shared():
     if root is None:
         pytest.skip("../shared not available")
     return root
+
+
+def random_pair(h: int = 37, w: int = 53, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two seeded random ``batch×1×h×w`` luma tensors in [0, 1) (a generated input pair)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, h, w, generator=g), torch.rand(batch, 1, h, w, generator=g)

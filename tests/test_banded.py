@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_pair
 
 from gifnet.models import GIFNet
 from gifnet.models.banded import PARTS, banded_fuse
@@ -33,8 +34,7 @@ def _perturbed(**kw) -> GIFNet:
 
 
 def _pair(h, w, batch=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, 1, h, w, generator=g), torch.rand(batch, 1, h, w, generator=g)
+    return random_pair(h, w, batch, seed)
 
 
 @pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import random_pair
 
 from gifnet.models import GIFNet, GIFNetConfig
 from gifnet.models.cfgm import relative_log_positions
 
-
-def _pair(h=37, w=53, batch=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, 1, h, w, generator=g), torch.rand(batch, 1, h, w, generator=g)
+_pair = random_pair
 
 
 def test_default_parameter_count_matches_release():

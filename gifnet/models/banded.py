@@ -135,7 +135,7 @@ class _Engine:
             edges.append(e)
             e += rows
         edges.append(n)
-        if len(edges) > 2 and edges[-1] - edges[-2] < 8 and len(edges) > 2:
+        if len(edges) > 2 and edges[-1] - edges[-2] < 8:
             edges.pop(-2)  # avoid a sliver band at the bottom
         return list(zip(edges[:-1], edges[1:]))
 
