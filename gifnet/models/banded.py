@@ -24,6 +24,8 @@ global-statistics normalisation.
 Precision ``bf16`` runs the convolutions and matrix products in bfloat16 (AMX on recent x86 CPUs, tensor
 cores on CUDA) while the residual stream, the RLN statistics, the attention logits and softmax, the final
 decoder convolution and the operations named in ``BF16_FP32_PARTS`` stay in float32 (docs/inference.md).
+bfloat16 only ever rounds centred quantities: product inputs are centred on per-channel means and every
+bias or offset is carried in float32 outside the products (``_folded``).
 """
 
 from __future__ import annotations
@@ -43,11 +45,19 @@ def _reflect(idx: torch.Tensor, n: int) -> torch.Tensor:
 _CHUNK = 4096  # rows of the NHWC matrices per matrix product: small enough for the caches
 
 
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``x @ w + b`` in ``dtype``, computed in cache-sized row chunks (1.5-2× the GFLOP/s of one big product)."""
-    out = torch.empty(x.shape[0], w.shape[1], dtype=dtype, device=x.device)
+def _centred(x: torch.Tensor, c: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """``x - c`` cast to ``dtype`` (``c``: per-channel centre or None; subtracted before any rounding)."""
+    if c is None or dtype == x.dtype:
+        return x.to(dtype) if c is None else x - c
+    out = torch.empty(x.shape, dtype=dtype, device=x.device)
+    return torch.sub(x, c, out=out)
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w``, computed in cache-sized row chunks (1.5-2× the GFLOP/s of one big product)."""
+    out = torch.empty(x.shape[0], w.shape[1], dtype=x.dtype, device=x.device)
     for i in range(0, x.shape[0], _CHUNK):
-        torch.addmm(b, x[i : i + _CHUNK].to(dtype), w, out=out[i : i + _CHUNK])
+        torch.mm(x[i : i + _CHUNK], w, out=out[i : i + _CHUNK])
     return out
 
 
@@ -64,35 +74,42 @@ def _rows_cover(rows: torch.Tensor) -> tuple[int, int]:
 
 
 class _Stats:
-    """Running sum and sum of squares of a feature map, for the next RLN's mean and standard deviation.
+    """Running per-channel sums and total sum of squares of a feature map: the next RLN's mean and standard
+    deviation, and the per-channel means that centre low-precision products.
 
     Values are shifted by the first chunk's mean before squaring (no cancellation in ``E[x²] - E[x]²``);
-    chunk sums are float32 (cache-sized), the running totals float64.
+    chunk sums are taken in float64.
     """
 
     def __init__(self, device):
-        self.s = torch.zeros((), dtype=torch.float64, device=device)
+        self.sc = None  # per-channel sums of (x - shift)
         self.ss = torch.zeros((), dtype=torch.float64, device=device)
         self.shift = None
-        self.n = 0
+        self.pixels = 0
 
     def add(self, x: torch.Tensor) -> None:
         if self.shift is None:
             self.shift = x[:_CHUNK].mean()
+            self.sc = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
         for i in range(0, x.shape[0], _CHUNK):
-            d = (x[i : i + _CHUNK] - self.shift).view(-1)
-            self.s += d.sum()
+            d = x[i : i + _CHUNK] - self.shift
+            self.sc += d.sum(0, dtype=torch.float64)
+            d = d.view(-1)
             self.ss += torch.dot(d, d)
-        self.n += x.numel()
+        self.pixels += x.shape[0]
 
     def mean_std(self, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.s / self.n
-        var = (self.ss / self.n - m * m).clamp_min(0)
+        n = self.pixels * len(self.sc)
+        m = self.sc.sum() / n
+        var = (self.ss / n - m * m).clamp_min(0)
         return (m + self.shift).float(), torch.sqrt(var + eps).float()
+
+    def channel_means(self) -> torch.Tensor:
+        return (self.sc / self.pixels + self.shift).float()
 
 
 #: operations kept in float32 under ``precision="bf16"`` (measured on the parity fixtures, see the README)
-BF16_FP32_PARTS = ("embed", "dec")
+BF16_FP32_PARTS = ("embed", "unembed", "mix", "dec")
 PARTS = ("embed", "qkv", "attn", "dw", "proj", "mlp", "unembed", "mix", "dec")
 
 
@@ -155,41 +172,65 @@ class _Engine:
         return x[:, :, lo - c_lo : hi - c_lo].contiguous(memory_format=torch.channels_last)
 
     # -- CFGM pieces ------------------------------------------------------------------------------------------
-    def _folded(self, block: CFGMBlock, stream: str, mean, std, need_q: bool):
-        """Per-sample weights with RLN folded in: (W_q, b_q) scaled by 1/√d, (W_k, b_k), (W_v, b_v), proj."""
+    def _folded(self, block: CFGMBlock, stream: str, mean, std, centre):
+        """Per-sample weights of one stream of ``block``, with RLN folded in.
+
+        Returns the product weights (``q`` scaled by 1/√d, ``k``, ``v``, ``proj`` with γ folded in, ``dw``,
+        ``mlp``) in their compute dtype and every additive constant in float32, outside the products:
+
+        * the Q bias is added to the float32 queries; the K bias is dropped (it shifts each logit row by a
+          constant, which the softmax ignores);
+        * the V bias passes through attention unchanged (softmax rows sum to one) and through the depthwise
+          conv as ``b_v · Σw``; both, with the conv bias, are folded into the projection bias (``_proj_bias``);
+        * low-precision products take their input centred on ``centre`` (the block input's per-channel means;
+          the biases absorb it): the residual stream's channels sit 2-3 standard deviations off zero, so
+          rounding ``x - centre`` instead of ``x`` to bfloat16 loses several times less.
+
+        So bfloat16 rounds only zero-centred quantities; the model's offsets stay exact.
+        """
         p = block.streams[stream]
         dim = block.dim
         scale = p.norm.weight.view(dim) / std
         shift = p.norm.bias.view(dim) - mean * scale
         gamma = p.norm.meta1.weight.view(dim) * std + p.norm.meta1.bias
         beta = p.norm.meta2.weight.view(dim) * mean + p.norm.meta2.bias
-
-        qkv_dt, proj_dt, mlp_dt = self.dt("qkv"), self.dt("proj"), self.dt("mlp")
+        qkv_dt, mlp_dt = self.dt("qkv"), self.dt("mlp")
+        cq = centre if self.cdt != torch.float32 else None
+        if cq is not None:
+            shift = shift + cq * scale
 
         def fold(conv):
             wt = conv.weight.view(conv.out_channels, dim).t()  # in × out
-            return (wt * scale[:, None]).to(qkv_dt), (conv.bias + shift @ wt).to(qkv_dt)
+            return wt * scale[:, None], conv.bias + shift @ wt
 
         wqk, bqk = fold(p.qk)
         wv, bv = fold(p.v)
+        w1, b1, w2 = p.mlp[0].weight.view(-1, dim).t(), p.mlp[0].bias, p.mlp[2].weight.view(dim, -1).t()
+        wp = p.proj.weight.view(dim, dim).t() * gamma[None, :]
         sq = block.head_dim**-0.5
-        out = {
-            "k": (wqk[:, dim:], bqk[dim:]),
-            "v": (wv, bv),
-            "proj": (
-                (p.proj.weight.view(dim, dim).t() * gamma[None, :]).to(proj_dt),
-                (p.proj.bias * gamma + beta).to(proj_dt),
-            ),
-            "dw": (p.dwconv.weight.to(self.dt("dw")), p.dwconv.bias.to(self.dt("dw"))),
-            "mlp": tuple(
-                t.to(mlp_dt)
-                for t in (p.mlp[0].weight.view(-1, dim).t(), p.mlp[0].bias, p.mlp[2].weight.view(dim, -1).t())
-            )
-            + (p.mlp[2].bias,),
+        wqk[:, :dim] *= sq
+        return {
+            "qk": wqk.to(qkv_dt),
+            "bq": bqk[:dim] * sq,
+            "k": wqk[:, dim:].to(qkv_dt),
+            "v": wv.to(qkv_dt),
+            "bv": bv,
+            "proj": wp.to(self.dt("proj")),
+            "proj32": (wp, p.proj.bias * gamma + beta),
+            "dw": p.dwconv.weight.to(self.dt("dw")),
+            "dw_bias": (p.dwconv.weight.sum((1, 2, 3)), p.dwconv.bias),
+            "mlp": (w1.to(mlp_dt), w2.to(mlp_dt), p.mlp[2].bias),
+            "mlp32": (w1, b1),
+            "centre": cq,
         }
-        if need_q:
-            out["q"] = ((wqk[:, :dim].float() * sq).to(qkv_dt), (bqk[:dim].float() * sq).to(qkv_dt))
-        return out
+
+    @staticmethod
+    def _proj_bias(f, bv_dw: torch.Tensor) -> torch.Tensor:
+        """Projection bias absorbing the V bias (attention path, ``f``'s own) and the depthwise conv's constants
+        (``bv_dw``: the V bias of the stream the conv reads)."""
+        dw_sum, dw_b = f["dw_bias"]
+        wp, bp = f["proj32"]
+        return torch.addmv(bp, wp.t(), f["bv"] + dw_sum * bv_dw + dw_b)
 
     def _window_index(self, block: CFGMBlock, r0: int, r1: int, hc: int, wc: int):
         """Gather / scatter indices of one band's attention windows (reflect padding and shift folded in)."""
@@ -222,7 +263,7 @@ class _Engine:
         n_tok = q.shape[0] // n_win
         dt = self.dt("attn")
         # logits always in float32: a bf16 logit of magnitude ~10 is off by ~0.04, i.e. ~4 % in the softmax
-        q3, k3 = (t.float().view(n_win, n_tok, c) for t in (q, k))
+        q3, k3 = (t.float().reshape(n_win, n_tok, c) for t in (q, k))
         v3 = v.to(dt).view(n_win, n_tok, c)
         out = torch.empty(n_win, n_tok, c, dtype=torch.float32, device=q.device)
         for h in range(heads):
@@ -245,46 +286,52 @@ class _Engine:
         dw_idx = ((dw_rows - lo)[:, None] * wc + dw_cols[None, :]).reshape(-1)
 
         def qkv(stream, need_q):
+            """Bias-free V and K (see ``_folded``) in the compute dtype, Q in float32."""
             f = folded[stream]
-            x = bufs[stream][lo * wc : hi * wc]
-            dt = self.dt("qkv")
-            v = _linear(x, *f["v"], dt)
+            x = _centred(bufs[stream][lo * wc : hi * wc], f["centre"], self.dt("qkv"))
+            v = _linear(x, f["v"])
             xa = x.index_select(0, att_idx)
-            kk = _linear(xa, *f["k"], dt)
-            q = _linear(xa, *f["q"], dt) if need_q else None
-            return q, kk, v
+            if not need_q:
+                return None, _linear(xa, f["k"]), v
+            qk = _linear(xa, f["qk"])
+            return qk[:, : block.dim].float().add_(f["bq"]), qk[:, block.dim :], v
 
-        def finish(stream, q, kk, v, dw_src, y):
+        def finish(stream, q, kk, v, dw_src, bv_dw, y):
             f = folded[stream]
             att = self._attend(q, kk, v.index_select(0, att_idx), bias, block.heads, n_win)
             dw_in = self._cl(dw_src.index_select(0, dw_idx).to(self.dt("dw")), r1 - r0 + 2 * pad, wc + 2 * pad)
-            d = self._mat(F.conv2d(dw_in, f["dw"][0], f["dw"][1], groups=block.dim))
+            d = self._mat(F.conv2d(dw_in, f["dw"], None, groups=block.dim))
             x = bufs[stream][r0 * wc : r1 * wc]
             y = torch.empty_like(x) if y is None else y
             att = att.index_select(0, tok)
-            w1, b1, w2, b2 = f["mlp"]
+            pb = self._proj_bias(f, bv_dw)
+            w1, w2, b2 = f["mlp"]
+            # MLP input centre: the block input's channel means plus the projection's constant
+            cm = None if f["centre"] is None else f["centre"] + pb
+            b1 = torch.addmv(f["mlp32"][1], f["mlp32"][0].t(), cm) if cm is not None else f["mlp32"][1]
+            b1 = b1.to(self.dt("mlp"))
             for i in range(0, len(x), _CHUNK):  # pointwise tail, one cache-sized chunk at a time
                 sl = slice(i, i + _CHUNK)
-                dc = d[sl].float()
-                dc += att[sl]
+                dc = torch.add(att[sl], d[sl], out=torch.empty_like(att[sl], dtype=self.dt("proj")))
                 yc = y[sl]
-                torch.add(x[sl], f["proj"][1], out=yc)
-                _acc(yc, dc.to(self.dt("proj")), f["proj"][0])
-                hmid = torch.addmm(b1, yc.to(self.dt("mlp")), w1).relu_()
+                torch.add(x[sl], pb, out=yc)
+                _acc(yc, dc, f["proj"])
+                hmid = torch.addmm(b1, _centred(yc, cm, self.dt("mlp")), w1).relu_()
                 _acc(yc, hmid, w2)
                 yc += b2
             return y
 
         q_a, k_a, v_a = qkv(act, True)
-        y_a = finish(act, q_a, k_a, v_a, v_a, out.get(act))
+        y_a = finish(act, q_a, k_a, v_a, v_a, folded[act]["bv"], out.get(act))
         if oth is None:
             return y_a, None
         cross = k % 2 == 0 and self.cfgm.cross_attention
         q_o, k_o, v_o = qkv(oth, not cross)
         if cross:
             q_o = q_a
-        dw_src = v_a if (self.cfgm.official_dwconv_quirk and act == "mm") else v_o
-        y_o = finish(oth, q_o, k_o, v_o, dw_src, out.get(oth))
+        src = act if (self.cfgm.official_dwconv_quirk and act == "mm") else oth
+        dw_src = v_a if src == act else v_o
+        y_o = finish(oth, q_o, k_o, v_o, dw_src, folded[src]["bv"], out.get(oth))
         if k % 2 == 0:
             y_a.add_(y_o, alpha=float(self.cfgm.gate(act, k)))
         return y_a, (y_o if need_other_out else None)
@@ -329,8 +376,7 @@ class _Engine:
             folded = {}
             for s in [act] + ([oth] if mix_here else []):
                 mean, std = stats[s].mean_std(block.streams[s].norm.eps)
-                cross = k % 2 == 0 and cfgm.cross_attention
-                folded[s] = self._folded(block, s, mean, std, need_q=(s == act) or not cross)
+                folded[s] = self._folded(block, s, mean, std, stats[s].channel_means())
             out_streams = [act] + ([oth] if keep_other else [])
             new = {s: torch.empty(hc * wc, dim, device=self.dev) for s in out_streams}
             new_stats = {s: _Stats(self.dev) for s in out_streams}
