@@ -10,7 +10,9 @@ It is what PyTorch's CPU performance guide obtains by preloading jemalloc or tcm
 through ``mallopt`` so that no extra library or environment variable is needed. The price is that the
 process keeps its peak heap until it exits (peak RSS is unchanged; RSS no longer drops after a peak), so
 the entry points (``scripts/train.py``, ``scripts/fuse.py``, the benchmark) call it and the library API
-leaves it to the user.
+leaves it to the user. The same choice governs the band-wise inference engine's buffer pool: it keeps its
+full-resolution buffers between calls only in processes that called :func:`keep_freed_memory`
+(:func:`keeps_freed_memory`).
 """
 
 from __future__ import annotations
@@ -56,4 +58,9 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-__all__ = ["keep_freed_memory"]
+def keeps_freed_memory() -> bool:
+    """Whether :func:`keep_freed_memory` applied in this process (freed memory is kept for reuse)."""
+    return _applied
+
+
+__all__ = ["keep_freed_memory", "keeps_freed_memory"]

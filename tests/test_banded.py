@@ -99,6 +99,31 @@ def test_bf16_centring_halves_the_deviation(monkeypatch):
     assert dev < 0.7 * dev_plain, (dev, dev_plain)
 
 
+def test_full_resolution_buffers_are_pooled_per_size(monkeypatch):
+    """Feature buffers are memory maps reused by the next call of the same size when the process keeps freed
+    memory (outputs unaffected by their stale contents), replaced when the size changes, released on request;
+    without that setting every call releases them."""
+    from gifnet import runtime
+    from gifnet.models import banded
+
+    m = _perturbed()
+    a, b = _pair(21, 30)
+    monkeypatch.setattr(runtime, "_applied", False)
+    first = banded_fuse(m, a, b, band_pixels=200)
+    assert not banded._POOL.free
+    monkeypatch.setattr(runtime, "_applied", True)
+    banded_fuse(m, a, b, band_pixels=200)
+    pooled = list(banded._POOL.free)
+    assert pooled and all(tuple(t.shape) == (24 * 32, m.fusion.dim) for t in pooled)
+    again = banded_fuse(m, a, b, band_pixels=200)
+    assert torch.equal(first, again)
+    assert {t.data_ptr() for t in banded._POOL.free} == {t.data_ptr() for t in pooled}  # reused, not re-mapped
+    banded_fuse(m, *_pair(9, 13))
+    assert all(tuple(t.shape) == (12 * 16, m.fusion.dim) for t in banded._POOL.free)
+    banded.release_buffers()
+    assert not banded._POOL.free
+
+
 def test_bad_arguments():
     m = GIFNet().eval()
     a, b = _pair(8, 8)

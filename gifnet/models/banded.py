@@ -30,9 +30,12 @@ bias or offset is carried in float32 outside the products (``_folded``).
 
 from __future__ import annotations
 
+import mmap
+
 import torch
 import torch.nn.functional as F
 
+from ..runtime import keeps_freed_memory
 from .cfgm import CFGM, CFGMBlock, other_stream
 
 
@@ -67,6 +70,43 @@ def _acc(y: torch.Tensor, a: torch.Tensor, w: torch.Tensor) -> None:
         y.addmm_(a, w)
     else:
         y += torch.mm(a, w)
+
+
+class _BufferPool:
+    """Full-resolution float32 feature buffers on CPU, each its own anonymous memory map outside ``malloc``'s heap.
+
+    From the heap (with ``gifnet.runtime.keep_freed_memory()``, which the entry points set) a second
+    3840×2160 bf16 call peaked at 13-20 GB instead of the first call's 10.4 GB, because small temporaries
+    split the holes the previous call's buffers left; a 1280×1024 fp32 call settled at 3.1 GB instead of
+    2.3 GB. Mapped buffers cannot fragment the heap. Freed buffers are reused by the next pass; between calls
+    they are kept only in processes that keep freed memory anyway (``keep_freed_memory()``: the entry points),
+    so that a folder of equal-sized pairs maps them once; a call of another size, or :func:`release_buffers`,
+    unmaps them. Library calls in other processes unmap them when they return.
+    """
+
+    def __init__(self):
+        self.shape: tuple[int, int] | None = None
+        self.free: list[torch.Tensor] = []
+
+    def take(self, rows: int, cols: int, device: torch.device) -> torch.Tensor:
+        if device.type != "cpu":
+            return torch.empty(rows, cols, device=device)
+        if self.shape != (rows, cols):
+            self.shape, self.free = (rows, cols), []
+        if self.free:
+            return self.free.pop()
+        return torch.frombuffer(mmap.mmap(-1, rows * cols * 4), dtype=torch.float32).view(rows, cols)
+
+    def give(self, *bufs: torch.Tensor) -> None:
+        self.free += [t for t in bufs if t.device.type == "cpu" and tuple(t.shape) == self.shape]
+
+
+_POOL = _BufferPool()
+
+
+def release_buffers() -> None:
+    """Unmap the full-resolution buffers :func:`banded_fuse` keeps between calls of the same image size."""
+    _POOL.shape, _POOL.free = None, []
 
 
 def _rows_cover(rows: torch.Tensor) -> tuple[int, int]:
@@ -352,7 +392,7 @@ class _Engine:
 
         # pass 0: S-Enc + patch embedding of the streams still needed
         streams = [act] + ([oth] if needs_other and last_mix >= 0 else [])
-        bufs = {s: torch.empty(hc * wc, dim, device=self.dev) for s in streams}
+        bufs = {s: _POOL.take(hc * wc, dim, self.dev) for s in streams}
         stats = {s: _Stats(self.dev) for s in streams}
         for r0, r1 in self._bands(hc, wc):
             p_lo, p_hi = max(0, r0 - 1), min(hc, r1 + 1)
@@ -378,13 +418,14 @@ class _Engine:
                 mean, std = stats[s].mean_std(block.streams[s].norm.eps)
                 folded[s] = self._folded(block, s, mean, std, stats[s].channel_means())
             out_streams = [act] + ([oth] if keep_other else [])
-            new = {s: torch.empty(hc * wc, dim, device=self.dev) for s in out_streams}
+            new = {s: _POOL.take(hc * wc, dim, self.dev) for s in out_streams}
             new_stats = {s: _Stats(self.dev) for s in out_streams}
             for r0, r1 in self._bands(hc, wc, align=block.window, offset=block.shift):
                 dst = {s: buf[r0 * wc : r1 * wc] for s, buf in new.items()}
                 self._block_band(block, k, bufs, folded, bias, r0, r1, hc, wc, mix_here, keep_other, dst)
                 for s in new:
                     new_stats[s].add(dst[s])
+            _POOL.give(*bufs.values())
             bufs, stats = new, new_stats
 
         # last pass: patch unembed + G-Dec (S-Enc features recomputed band-wise)
@@ -422,6 +463,7 @@ class _Engine:
                 c_lo, c_hi = c_lo + (0 if top else 1), c_hi - (0 if bottom else 1)
             x = x.float()[:, :, r0 - c_lo : r1 - c_lo]
             out[:, :, r0:r1] = torch.tanh(x) / 2 + 0.5
+        _POOL.give(xf)
         return out
 
 
@@ -441,7 +483,11 @@ def banded_fuse(
     model._check_inputs(a, b)
     step = step or model.config.inference_stream
     eng = _Engine(model, step, precision, band_pixels, BF16_FP32_PARTS if fp32_parts is None else fp32_parts)
-    return torch.cat([eng.run(a[i : i + 1], b[i : i + 1]) for i in range(a.shape[0])], 0)
+    try:
+        return torch.cat([eng.run(a[i : i + 1], b[i : i + 1]) for i in range(a.shape[0])], 0)
+    finally:
+        if not keeps_freed_memory():
+            release_buffers()
 
 
-__all__ = ["banded_fuse"]
+__all__ = ["banded_fuse", "release_buffers"]
