@@ -51,10 +51,9 @@ _CHUNK = 4096  # rows of the NHWC matrices per matrix product: small enough for 
 
 def _centred(x: torch.Tensor, c: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     """``x - c`` cast to ``dtype`` (``c``: per-channel centre or None; subtracted before any rounding)."""
-    if c is None or dtype == x.dtype:
-        return x.to(dtype) if c is None else x - c
-    out = torch.empty(x.shape, dtype=dtype, device=x.device)
-    return torch.sub(x, c, out=out)
+    if c is None:
+        return x.to(dtype)
+    return torch.sub(x, c, out=torch.empty(x.shape, dtype=dtype, device=x.device))
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
