@@ -97,6 +97,7 @@ class DatasetSpec:
     metric_sources: tuple[str, str]
     source_methods: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    images: tuple[str, ...] | None = None  # a fixed subset of image stems (suites such as eval=quick)
 
     @property
     def dir_a(self) -> Path:
@@ -111,6 +112,37 @@ def default_data_root() -> Path:
     """``../shared/data/benchmarks`` beside the project root (``$GIFNET_SHARED`` honoured)."""
     root = shared_root() or (PROJECT_ROOT.parent / "shared")
     return root / "data" / "benchmarks"
+
+
+def list_suites(datasets_dir: str | Path | None = None) -> list[str]:
+    """Names of the suites (fixed subsets of several datasets) in ``<datasets_dir>/suites``."""
+    d = (Path(datasets_dir) if datasets_dir else DEFAULT_DATASETS_DIR) / "suites"
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def load_suite(
+    name: str, data_root: str | Path | None = None, datasets_dir: str | Path | None = None,
+    metrics: dict[str, Sequence[str]] | None = None,
+) -> list[DatasetSpec]:
+    """The datasets of suite ``name`` (``suites/<name>.yaml``: ``datasets: {dataset: [image stems]}``)."""
+    from dataclasses import replace
+
+    from omegaconf import OmegaConf
+
+    path = (Path(datasets_dir) if datasets_dir else DEFAULT_DATASETS_DIR) / "suites" / f"{name}.yaml"
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict) or not raw["datasets"]:
+        raise EvaluationError(f"{path}: needs a non-empty mapping 'datasets: {{dataset: [image stems]}}'")
+    extra = sorted(set(raw) - {"description", "datasets"})
+    if extra:
+        raise EvaluationError(f"{path}: unknown key(s) {extra}; allowed: ['datasets', 'description']")
+    specs = []
+    for ds, stems in raw["datasets"].items():
+        if not isinstance(stems, list) or not stems:
+            raise EvaluationError(f"{path}: datasets.{ds} must be a non-empty list of image stems")
+        spec = load_dataset(str(ds), data_root, datasets_dir, (metrics or {}).get(str(ds)))
+        specs.append(replace(spec, images=tuple(str(x) for x in stems)))
+    return specs
 
 
 def list_datasets(datasets_dir: str | Path | None = None) -> list[str]:
@@ -205,7 +237,7 @@ def select_datasets(
     datasets_dir: str | Path | None = None,
     metrics: dict[str, Sequence[str]] | None = None,
 ) -> list[DatasetSpec]:
-    """Datasets for ``selection``: ``seen``/``unseen``/``all`` (by task vs ``trained_tasks``) or names.
+    """Datasets for ``selection``: ``seen``/``unseen``/``all`` (by task vs ``trained_tasks``), a suite or names.
 
     Names may be given as a list or a comma-separated string. ``metrics`` maps dataset names to metric lists
     overriding their YAML; its keys must be dataset names.
@@ -221,6 +253,8 @@ def select_datasets(
         items = [str(s).strip() for s in selection]
     if not items:
         raise EvaluationError("eval: empty selection (use seen, unseen, all or dataset names)")
+    if len(items) == 1 and items[0] in list_suites(datasets_dir):
+        return load_suite(items[0], data_root, datasets_dir, metrics)
     if len(items) == 1 and items[0] in ("seen", "unseen", "all"):
         specs = [load_dataset(n, data_root, datasets_dir, metrics.get(n)) for n in names_all]
         if items[0] == "all":
@@ -229,7 +263,10 @@ def select_datasets(
         return [s for s in specs if (s.task in trained_tasks) == want_seen]
     unknown = [n for n in items if n not in names_all]
     if unknown:
-        raise EvaluationError(f"unknown dataset(s) {unknown}; valid: seen, unseen, all or {', '.join(names_all)}")
+        suites = "".join(f"{x}, " for x in list_suites(datasets_dir))
+        raise EvaluationError(
+            f"unknown dataset(s) {unknown}; valid: seen, unseen, all, {suites}or {', '.join(names_all)}"
+        )
     return [load_dataset(n, data_root, datasets_dir, metrics.get(n)) for n in dict.fromkeys(items)]
 
 
@@ -281,6 +318,8 @@ def _pairs(spec: DatasetSpec, images: Sequence[str] | None, limit: int | None) -
     stems = [s for s, _, _ in out]
     if len(set(stems)) != len(stems):
         raise EvaluationError(f"dataset {spec.name}: two source files share a name stem")
+    if images is None:
+        images = spec.images
     if images is not None:
         wanted = [Path(str(i)).stem for i in images]
         missing = [w for w in wanted if w not in stems]
@@ -689,14 +728,7 @@ def evaluate_from_config(cfg) -> EvalResult:
 
 
 def _trained_tasks(checkpoint: Path) -> list[str]:
-    """Trained tasks of a checkpoint without building the model (official ``Final.model``: ivif, mfif)."""
-    from gifnet.models.checkpoint import CheckpointError, read_checkpoint
+    """Trained tasks of a checkpoint of either format (official ``Final.model``: ivif, mfif)."""
+    from gifnet.models.convert import read_any_checkpoint
 
-    try:
-        return list(read_checkpoint(checkpoint)["trained_tasks"])
-    except CheckpointError as e:
-        if "import_official" not in str(e):
-            raise
-        from gifnet.models.convert import OFFICIAL_TRAINED_TASKS
-
-        return list(OFFICIAL_TRAINED_TASKS)
+    return read_any_checkpoint(checkpoint).trained_tasks

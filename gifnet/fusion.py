@@ -31,8 +31,7 @@ from gifnet.data.io import (
     read_image,
     write_image_atomic,
 )
-from gifnet.models import GIFNet, load_checkpoint
-from gifnet.models.checkpoint import CheckpointError, read_checkpoint
+from gifnet.models import GIFNet
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +70,12 @@ def get_task(name: str) -> TaskPreset:
 
 def load_any_checkpoint(path: str | Path) -> tuple[GIFNet, list[str]]:
     """Load one of our checkpoints, or the official ``Final.model`` directly; returns (model, trained tasks)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = read_checkpoint(path)
-    except CheckpointError as e:
-        if "import_official" not in str(e):
-            raise
-        from gifnet.models.convert import OFFICIAL_TRAINED_TASKS, load_official
+    from gifnet.models.convert import read_any_checkpoint
 
-        log.info("%s is an official checkpoint: converting on the fly", path)
-        return load_official(path), list(OFFICIAL_TRAINED_TASKS)
-    model, obj = load_checkpoint(path)
-    return model, list(obj["trained_tasks"])
+    ck = read_any_checkpoint(path)
+    if ck.format == "official":
+        log.info("%s is an official checkpoint: converted on the fly", path)
+    return ck.build_model(), ck.trained_tasks
 
 
 def _luma_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -186,11 +186,15 @@ def test_official_matrices_are_not_inverses() -> None:
 
 def test_official_gray_as_rgb_loses_a_level() -> None:
     values = np.array([0, 1, 2, 3, 5, 127, 128, 129, 255], np.uint8)
-    expected = np.array([0, 0, 1, 3, 5, 126, 127, 129, 254], np.uint8)  # Y = v*(.299+.587+.114) -> v - 1e-14
     img = np.repeat(values[None, :, None], 3, axis=2)
     la, lb, ctx = prepare_inputs(img, img, "official", flag_a=True, flag_b=True)
-    np.testing.assert_array_equal(np.rint(la * 255).astype(np.uint8)[0], expected)
-    np.testing.assert_array_equal(la, expected.astype(np.float32)[None, :] / np.float32(255))
+    # Y = v*(.299+.587+.114) lands a few ulp below v for some v, and truncation then loses a level. Which v
+    # depends on the BLAS kernel's summation order (np.dot, as the released script): 255 loses one on an
+    # AVX-512 Xeon and none on an AVX2 EPYC. So: every level is kept or lowered by one, several are lowered.
+    got = np.rint(la * 255).astype(np.int16)[0]
+    assert np.all((got == values) | (got == values.astype(np.int16) - 1)), got
+    assert int((got != values).sum()) >= 3
+    np.testing.assert_array_equal(la, got.astype(np.float32)[None, :] / np.float32(255))
     # the same image unflagged (read as gray) keeps its stored values
     la2, _, ctx2 = prepare_inputs(img, img, "official", flag_a=False, flag_b=False)
     np.testing.assert_array_equal(np.rint(la2 * 255).astype(np.uint8)[0], values)

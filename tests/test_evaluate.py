@@ -233,3 +233,24 @@ def test_official_vifb_matches_golden(shared, tmp_path):
         tol = max(1e-4 * abs(g), 0.5 * 10 ** (math.floor(math.log10(abs(g))) - 4))
         assert abs(ours[metric] - g) <= tol, (metric, ours[metric], g)
     assert {r["method"] for r in _read_csv(tmp_path / "summary.csv")} == {"GIFNet", "ADF"}
+
+
+def test_compare_eval_script_reads_csv_and_markdown(tmp_path):
+    import subprocess
+    import sys
+
+    from gifnet.paths import PROJECT_ROOT
+
+    (tmp_path / "full.md").write_text(
+        "### d1 — task ivif, 3 image(s)\n\n| method | n | EN ↑ | MSE ↓ |\n|---|---|---|---|\n"
+        "| GIFNet | 3/3 | **6.0000 ± 0.5000** | 0.1000 ± 0.0200 |\n| Other | 3/3 | 1.0 ± 0.1 | 1.0 ± 0.1 |\n"
+    )
+    (tmp_path / "sub.csv").write_text(
+        "section,dataset,task,convention,method,metric,better,n,mean,std,best\n"
+        "seen,d1,ivif,standard,GIFNet,EN,higher,1,6.25,0.0,0\nseen,d1,ivif,standard,GIFNet,MSE,lower,1,0.1,0.0,0\n"
+    )
+    r = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "compare_eval.py"), str(tmp_path / "full.md"),
+                        str(tmp_path / "sub.csv")], capture_output=True, text=True, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "| d1 | EN | 6 (3) | 6.25 (1) | +0.25 | +0.50 |" in r.stdout
+    assert "| d1 | MSE | 0.1 (3) | 0.1 (1) | +0 | +0.00 |" in r.stdout

@@ -55,7 +55,8 @@ def test_every_task_config_parses(task):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_smoke_runs_one_step(experiment, tmp_path):
-    cfg = compose_train([f"experiment={experiment}", "train.max_steps=1", *FAST])
+    # data=demo: the smoke run uses the embedded photographs whatever data the experiment names (cpu_joint: pairs)
+    cfg = compose_train([f"experiment={experiment}", "data=demo", "train.max_steps=1", *FAST])
     summary = Trainer(cfg, tmp_path).fit()
     assert summary["iterations"] == 1
     totals = {k: v for k, v in summary["last_losses"].items() if k.endswith("/total")}
@@ -291,3 +292,59 @@ def test_epoch_bookkeeping_when_the_run_ends_on_an_epoch_boundary(tmp_path):
     assert names == ["epoch_001.pt", "epoch_002.pt", "last.pt"]
     _, meta = load_checkpoint(tmp_path / "checkpoints" / "epoch_001.pt")
     assert meta["progress"] == {"iteration": 2, "epoch": 1, "batch_in_epoch": 0}
+
+
+def test_init_starts_from_any_weights_with_a_fresh_optimiser(tmp_path):
+    from gifnet.models.convert import sha256_of
+
+    src = Trainer(compose_train(["model=tiny", "task=ivif", "train.max_steps=2", *FAST]), tmp_path / "src")
+    src.fit()
+    ckpt = tmp_path / "src" / "checkpoints" / "last.pt"
+    t = Trainer(compose_train(["model=tiny", "task=meif", f"init={ckpt}", "train.max_steps=2", *FAST]),
+                tmp_path / "ft")  # fmt: skip
+    assert t.iteration == 0 and not t.optimizer.state_dict()["state"]  # fresh optimiser and schedule
+    assert all(torch.equal(a, b) for a, b in zip(_params(src.model).values(), _params(t.model).values()))
+    assert t.trained_tasks == ["ivif", "meif"]  # union: the source's, then the run's
+    t.fit()
+    _, meta = load_checkpoint(tmp_path / "ft" / "checkpoints" / "last.pt")
+    assert meta["trained_tasks"] == ["ivif", "meif"]
+    init = meta["provenance"]["init_from"]
+    assert init["format"] == "gifnet" and init["sha256"] == sha256_of(ckpt) and init["trained_tasks"] == ["ivif"]
+    # resuming the fine-tuning run keeps what it was trained on and where its weights came from
+    r = Trainer(compose_train(["model=tiny", "task=meif", f"init={ckpt}", "train.max_steps=3",
+                               f"resume={tmp_path / 'ft' / 'checkpoints' / 'last.pt'}", *FAST]), tmp_path / "ft")
+    assert r.iteration == 2 and r.trained_tasks == ["ivif", "meif"] and r.init_from["sha256"] == init["sha256"]
+
+
+def test_init_from_the_official_format(tmp_path):
+    from test_checkpoint import _official_like_state_dict
+
+    from gifnet.models import GIFNet
+
+    torch.manual_seed(4)
+    src = GIFNet()
+    torch.save(_official_like_state_dict(src), tmp_path / "Final.model")
+    t = Trainer(compose_train([f"init={tmp_path / 'Final.model'}", "train.max_steps=1", *FAST]), tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), t.model.state_dict().values()))
+    assert t.trained_tasks == ["ivif", "mfif", "meif"] and t.init_from["format"] == "official"
+
+
+def test_init_with_another_architecture_names_the_differences(tmp_path):
+    Trainer(compose_train(["model=tiny", "train.max_steps=1", *FAST]), tmp_path / "a").fit()
+    with pytest.raises(ValueError, match=r"init=.*gating: 'learned' \(init\) vs 'fixed' \(run\)"):
+        Trainer(compose_train(["model=tiny", "model.gating=fixed", f"init={tmp_path / 'a/checkpoints/last.pt'}",
+                               *FAST]), tmp_path / "b")  # fmt: skip
+
+
+def test_losses_are_logged_to_csv_and_console(tmp_path, caplog):
+    import csv
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="gifnet.engine.trainer"):
+        Trainer(compose_train(["model=tiny", "train.max_steps=2", "train.log_every=1", *FAST]), tmp_path).fit()
+    rows = list(csv.DictReader(open(tmp_path / "losses.csv")))
+    assert {r["name"] for r in rows} >= {"ivif/total", "mfif/total", "meif/total"}
+    assert sorted({int(r["iteration"]) for r in rows}) == [1, 2]
+    assert any("iter 2/2" in m and "ivif=" in m for m in caplog.messages)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["finished"] and status["iteration"] == 2 and status["seconds_per_iter"] > 0

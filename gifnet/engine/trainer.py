@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from gifnet.losses import build_ivif_weighting
 from gifnet.models import GIFNet
 from gifnet.models.checkpoint import read_checkpoint, save_checkpoint
+from gifnet.paths import atomic_path
 from gifnet.runtime import keep_freed_memory
 
 from .distributed import DistInfo, average_gradients, broadcast_parameters, init_distributed
@@ -60,9 +61,12 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
 
 
 def rng_state() -> dict[str, Any]:
+    """All global RNG states, as tensors and plain types only (checkpoints load with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - global state of third-party code
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - global state used by third-party code
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -71,8 +75,11 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -131,9 +138,12 @@ class Trainer:
         self.model: GIFNet = instantiate(cfg.model).to(self.device)
         if cfg.get("channels_last", True):
             self.model.to_channels_last()  # ~1.8x faster CPU convolutions; identical values
-        broadcast_parameters(self.model)
         self.steps = parse_steps(OmegaConf.to_container(cfg.task.steps, resolve=True))
         self.trained_tasks = list(cfg.task.trained_tasks)
+        self.init_from: dict | None = None
+        if cfg.get("init") and not cfg.get("resume"):
+            self._init_weights(cfg.init)
+        broadcast_parameters(self.model)
         lc = cfg.loss
         self.loss_cfg = LossConfig(rec_weight=lc.rec_weight, msssim=lc.msssim, dp_ssim_weight=lc.dp_ssim_weight)
         self.weighting = None
@@ -165,6 +175,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_iters)
         self.iteration, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best_val = math.inf
+        self._train_seconds, self._iter_at_start = 0.0, 0
         self.val_loader = self._build_val_loader()
         self.writer = None
         if self.dist.is_main and tc.get("tensorboard", True):
@@ -173,6 +184,7 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
         if cfg.get("resume"):
             self.load_state(cfg.resume)
+        self._iter_at_start = self.iteration
 
     # -- set-up helpers -----------------------------------------------------------------------------------
     def _shared_run_dir(self, run_dir: Path) -> Path:
@@ -195,6 +207,31 @@ class Trainer:
             ds.online = False
         return DataLoader(ds, batch_size=self.batch_size, shuffle=False)
 
+    def _init_weights(self, path: str | Path) -> None:
+        """``init=PATH``: start from the weights of any checkpoint (ours or the official ``Final.model``).
+
+        Fresh optimiser, schedule and progress (unlike ``resume=``). The architecture must match the run's
+        model config; the run's trained tasks become the union of the source's and the run's.
+        """
+        from gifnet.data.datasets import resolve_path
+        from gifnet.models.convert import read_any_checkpoint
+
+        ck = read_any_checkpoint(resolve_path(path))
+        mine = self.model.config.to_dict()
+        diff = sorted(k for k in set(mine) | set(ck.model_config) if mine.get(k) != ck.model_config.get(k))
+        if diff:
+            pairs = ", ".join(f"{k}: {ck.model_config.get(k)!r} (init) vs {mine.get(k)!r} (run)" for k in diff)
+            raise ValueError(f"init={path}: its model differs from this run's in {pairs}; choose the matching "
+                             f"model=... config")
+        self.model.load_state_dict(ck.state_dict, strict=True)
+        self.trained_tasks = list(dict.fromkeys([*ck.trained_tasks, *self.trained_tasks]))
+        self.init_from = {"path": str(path), "format": ck.format, "sha256": ck.sha256,
+                          "trained_tasks": list(ck.trained_tasks)}
+        if ck.format == "gifnet" and "provenance" in ck.raw:
+            self.init_from["provenance"] = ck.raw["provenance"]
+        log.info("initialised from %s (%s checkpoint, trained tasks %s); trained tasks of this run: %s", path,
+                 ck.format, ck.trained_tasks, self.trained_tasks)
+
     # -- state ----------------------------------------------------------------------------------------------
     def state_extra(self) -> dict[str, Any]:
         return {
@@ -211,9 +248,28 @@ class Trainer:
             return None
         path = save_checkpoint(
             self.run_dir / "checkpoints" / name, self.model, trained_tasks=self.trained_tasks,
-            provenance={"run_dir": str(self.run_dir), "task": str(self.cfg.task.name)}, **self.state_extra(),
+            provenance=self._provenance(), **self.state_extra(),
         )  # fmt: skip
+        self._write_status()
         return path
+
+    def _provenance(self) -> dict[str, Any]:
+        prov: dict[str, Any] = {"run_dir": str(self.run_dir), "task": str(self.cfg.task.name)}
+        if self.init_from is not None:
+            prov["init_from"] = self.init_from
+        return prov
+
+    def _write_status(self) -> None:
+        """``status.json``: progress and measured speed, for study dry runs and ETAs (rank 0)."""
+        done = self.iteration - self._iter_at_start
+        status = {
+            "iteration": self.iteration, "total_iters": self.total_iters, "epoch": self.epoch,
+            "seconds_this_process": self._train_seconds,
+            "seconds_per_iter": (self._train_seconds / done) if done else None,
+            "finished": self.iteration >= self.total_iters,
+        }  # fmt: skip
+        with atomic_path(self.run_dir / "status.json") as tmp:
+            tmp.write_text(json.dumps(status, indent=2))
 
     def load_state(self, path: str | Path) -> None:
         obj = read_checkpoint(path)
@@ -228,6 +284,9 @@ class Trainer:
         self.iteration, self.epoch, self.batch_in_epoch = p["iteration"], p["epoch"], p["batch_in_epoch"]
         self.best_val = obj.get("best_val", math.inf)
         set_rng_state(obj["rng"])
+        self.trained_tasks = list(obj["trained_tasks"])  # a resume never rewrites what the run was trained on
+        self.init_from = obj.get("provenance", {}).get("init_from")
+        self._trim_losses_csv()
         log.info("resumed from %s at iteration %d (epoch %d, batch %d)", path, self.iteration, self.epoch,
                  self.batch_in_epoch)
 
@@ -267,7 +326,33 @@ class Trainer:
             )
 
     # -- logging --------------------------------------------------------------------------------------------
+    def _losses_csv(self) -> Path:
+        return self.run_dir / "losses.csv"
+
+    def _trim_losses_csv(self) -> None:
+        """On resume: drop logged rows past the checkpoint's iteration (they are trained again)."""
+        path = self._losses_csv()
+        if not self.dist.is_main or not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        keep = [ln for i, ln in enumerate(lines) if i == 0 or int(ln.split(",", 1)[0]) <= self.iteration]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(keep))
+
     def log_scalars(self, scalars: dict[str, float], samples_per_s: float) -> None:
+        """Losses to ``losses.csv`` (iteration, lr, name, value), the console/log and TensorBoard (rank 0)."""
+        if not self.dist.is_main:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        path = self._losses_csv()
+        new = not path.is_file()
+        with open(path, "a", encoding="utf-8") as f:
+            if new:
+                f.write("iteration,lr,name,value\n")
+            f.writelines(f"{self.iteration},{lr!r},{k},{v!r}\n" for k, v in sorted(scalars.items()))
+        totals = " ".join(f"{k.split('/')[0]}={v:.4f}" for k, v in scalars.items() if k.endswith("/total"))
+        log.info("iter %d/%d lr %.3g %s (%.1f samples/s)", self.iteration, self.total_iters, lr, totals,
+                 samples_per_s)
         if self.writer is None:
             return
         it = self.iteration
@@ -355,6 +440,7 @@ class Trainer:
                     self.epoch += 1
                     self.batch_in_epoch = 0
                 dt = time.perf_counter() - t0
+                self._train_seconds += dt
                 if self.iteration % int(tc.log_every) == 0 or self.iteration == 1:
                     self.log_scalars(scalars, n_batch / dt)
                 if tc.image_every and self.iteration % int(tc.image_every) == 0:

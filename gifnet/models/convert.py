@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, save_checkpoint, torch_load_file
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, torch_load_file
 from .gifnet import GIFNet, GIFNetConfig
 
 OFFICIAL_SHA256 = "bfc1dfef0d5b386b0c04f172daf8f6af52ba395f26dc3dd5757425fd32eb1038"
@@ -170,12 +171,53 @@ def sha256_of(path: str | Path) -> str:
 def load_official(path: str | Path) -> GIFNet:
     """Build a GIFNet with the released weights from an official ``Final.model`` file."""
     path = Path(path)
-    sd = torch_load_file(path, weights_only=True)
+    sd = torch_load_file(path)
     if not isinstance(sd, dict):
         raise CheckpointMismatch(f"{path}: expected a plain state dict, got {type(sd).__name__}")
     model = GIFNet.from_config(official_config())
     model.load_state_dict(convert_state_dict(sd), strict=True)
     return model.eval()
+
+
+@dataclass
+class AnyCheckpoint:
+    """A checkpoint of either format, read once through the safe loader (:func:`read_any_checkpoint`)."""
+
+    path: Path
+    format: str  # "gifnet" | "official"
+    model_config: dict
+    state_dict: dict
+    trained_tasks: list[str]
+    sha256: str
+    raw: dict  # the whole file (ours: with optimiser/progress/provenance when written by the trainer)
+
+    def build_model(self) -> GIFNet:
+        """The stored model, strictly loaded, in eval mode."""
+        try:
+            model = GIFNet.from_config(GIFNetConfig.from_dict(self.model_config))
+            model.load_state_dict(self.state_dict, strict=True)
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"{self.path}: weights do not match the stored model config: {e}") from e
+        return model.eval()
+
+
+def read_any_checkpoint(path: str | Path) -> AnyCheckpoint:
+    """Detect the format of ``path`` (ours, or the official ``Final.model``) and read it once, safely.
+
+    The official state dict is converted to our parameter names (strict: every key used once).
+    """
+    path = Path(path)
+    obj = torch_load_file(path)
+    digest = sha256_of(path)
+    if isinstance(obj, dict) and obj.get("format") == "gifnet":
+        obj = read_checkpoint(path, _obj=obj)
+        return AnyCheckpoint(path, "gifnet", dict(obj["model_config"]), obj["state_dict"],
+                             list(obj["trained_tasks"]), digest, obj)  # fmt: skip
+    if isinstance(obj, dict) and any(str(k).startswith("getSharedFeatures") for k in obj):
+        sd = convert_state_dict(obj)
+        return AnyCheckpoint(path, "official", official_config().to_dict(), sd, list(OFFICIAL_TRAINED_TASKS),
+                             digest, {"state_dict": sd})  # fmt: skip
+    raise CheckpointError(f"{path}: neither a gifnet checkpoint nor the official GIFNet state dict")
 
 
 def import_official(src: str | Path, dst: str | Path) -> Path:
