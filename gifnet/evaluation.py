@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gifnet.data.io import list_images, match_pairs, read_image, write_image_atomic
-from gifnet.fusion import TASKS, Fuser, load_any_checkpoint
+from gifnet.fusion import TASKS, Fuser, describe_error, load_any_checkpoint
 from gifnet.metrics import METRICS, compute, list_conventions, list_metrics, read_for_metrics
 from gifnet.paths import PROJECT_ROOT, atomic_path, shared_root
 
@@ -456,17 +456,17 @@ def evaluate(
                 src = {"A": read_for_metrics(pa)}
                 if pb is not None:
                     src["B"] = read_for_metrics(pb)
-            except (OSError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - one bad item is recorded, the evaluation goes on
                 for m in result.methods[spec.name]:
-                    result.failures.append(Failure(spec.name, m, stem, f"cannot read sources: {e}"))
+                    result.failures.append(Failure(spec.name, m, stem, f"cannot read sources: {describe_error(e)}"))
                 continue
             candidates: list[tuple[str, Path | str | None]] = []
             try:
                 target = fused_dir / f"{stem}.png"
                 write_image_atomic(target, _fuse_one(fuser, pa, pb))
                 candidates.append((method, target))
-            except (OSError, ValueError) as e:  # DataError and SizeMismatchError are ValueErrors
-                candidates.append((method, f"fusion failed: {e}"))
+            except Exception as e:  # noqa: BLE001 - recorded as this image's failure
+                candidates.append((method, f"fusion failed: {describe_error(e)}"))
             for m, slot in spec.source_methods.items():
                 candidates.append((m, pa if slot == "A" else pb))
             for m, table in indexes.items():
@@ -479,8 +479,8 @@ def evaluate(
                 try:
                     f_img = read_for_metrics(where)
                     vals = compute(spec.convention, a_img, b_img, f_img, list(spec.metrics))
-                except (OSError, ValueError) as e:
-                    result.failures.append(Failure(spec.name, m, stem, f"{where.name}: {e}"))
+                except Exception as e:  # noqa: BLE001 - recorded as this image's failure
+                    result.failures.append(Failure(spec.name, m, stem, f"{where.name}: {describe_error(e)}"))
                     continue
                 result.values.extend((spec.name, m, stem, k, v) for k, v in vals.items())
     result.seconds = time.perf_counter() - t0

@@ -14,6 +14,7 @@ colour mode, which slots the released script read as RGB.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,14 @@ def load_any_checkpoint(path: str | Path) -> tuple[GIFNet, list[str]]:
     if ck.format == "official":
         log.info("%s is an official checkpoint: converted on the fly", path)
     return ck.build_model(), ck.trained_tasks
+
+
+def describe_error(e: BaseException) -> str:
+    """A one-line reason for a per-item failure: the message, with the error type when it is not self-evident."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, DataError | ValueError | OSError) and msg:
+        return msg
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
 def _luma_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -240,19 +249,15 @@ class Fuser:
         out = Path(out)
         summary = FuseSummary()
         jobs = self._jobs(Path(a), None if b is None else Path(b), skip_unpaired, summary)
+        targets = self._targets(jobs, out, ext, Path(a), None if b is None else Path(b))  # checked before any work
         out.mkdir(parents=True, exist_ok=True)
-        inputs = {p.resolve() for job in jobs for p in job[1:] if p is not None}
-        for name, pa, pb in tqdm(jobs, desc=f"fuse {self.task.name}", disable=not progress or len(jobs) < 2):
-            target = out / (name if ext is None else Path(name).stem + ext)
-            if target.resolve() in inputs:
-                raise ValueError(f"refusing to overwrite input {target}: choose another out folder")
+        for (name, pa, pb), target in tqdm(list(zip(jobs, targets)), desc=f"fuse {self.task.name}",
+                                           disable=not progress or len(jobs) < 2):  # fmt: skip
             try:
                 if self.task.kind == "remote":
                     from gifnet.remote import read_remote_inputs, write_multiband_tiff_atomic
 
                     ms, pan = read_remote_inputs(pa, pb)
-                    if target.suffix.lower() not in (".tif", ".tiff"):
-                        target = target.with_suffix(".tif")
                     write_multiband_tiff_atomic(target, self.fuse_remote(ms, pan))
                 else:
                     img_a = read_image(pa)
@@ -260,11 +265,34 @@ class Fuser:
                     fused = self.fuse_arrays(img_a, img_b, names=(str(pa), str(pb)))
                     write_image_atomic(target, fused)
                 summary.fused.append(name)
-            except (DataError, ValueError, OSError) as e:
-                summary.failed[name] = str(e)
-                log.error("%s: %s", name, e)
+            except Exception as e:  # noqa: BLE001 - one bad pair is recorded and the folder goes on
+                summary.failed[name] = describe_error(e)
+                log.error("%s: %s", name, summary.failed[name])
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _targets(self, jobs, out: Path, ext: str | None, a: Path, b: Path | None) -> list[Path]:
+        """Output paths of ``jobs``; refuses, before any work, outputs in an input folder or on an input, and
+        two inputs that would write the same output."""
+        in_dirs = {(p if p.is_dir() else p.parent).resolve() for p in (a, b) if p is not None}
+        if out.resolve() in in_dirs:
+            raise ValueError(f"out={out} is an input folder: outputs are never written into input folders; "
+                             "choose another out folder")
+        inputs = {p.resolve() for job in jobs for p in job[1:] if p is not None}
+        targets, seen = [], {}
+        for name, *_ in jobs:
+            target = out / (name if ext is None else Path(name).stem + ext)
+            if self.task.kind == "remote" and target.suffix.lower() not in (".tif", ".tiff"):
+                target = target.with_suffix(".tif")
+            if target.resolve() in inputs:
+                raise ValueError(f"refusing to overwrite input {target}: choose another out folder")
+            key = str(target.resolve()).lower() if os.name == "nt" else str(target.resolve())
+            if key in seen:
+                raise ValueError(f"inputs {seen[key]} and {name} would both be written to {target}; rename one "
+                                 "or keep the input extensions (ext=null)")
+            seen[key] = name
+            targets.append(target)
+        return targets
 
     def _jobs(self, a: Path, b: Path | None, skip_unpaired: bool, summary: FuseSummary):
         if not a.exists():

@@ -16,13 +16,30 @@ from gifnet.paths import shared_root  # noqa: E402
 torch.set_num_threads(1)
 
 
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing_shared(reason: str) -> None:
+    """A test's ``../shared`` input is missing: skip locally, but fail in CI (``CI=true``), where it must exist."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: tests that need ../shared must run in CI)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared():
-    """Path of the read-only ``../shared`` folder; skips the test when it is absent."""
+    """Path of the read-only ``../shared`` folder; skips the test when it is absent (fails in CI)."""
     root = shared_root()
     if root is None:
-        pytest.skip("../shared not available")
+        missing_shared("../shared not available")
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the ``shared`` fixture carries the ``shared`` marker (``-m "not shared"`` works)."""
+    for item in items:
+        if "shared" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared)
 
 
 def random_pair(h: int = 37, w: int = 53, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import missing_shared
 
 from gifnet.data.io import write_image_atomic
 from gifnet.evaluation import (
@@ -214,7 +215,7 @@ def test_size_mismatch(bench, tmp_path):
 def test_official_vifb_matches_golden(shared, tmp_path):
     ckpt = shared / "official" / "Final.model"
     if not ckpt.is_file():
-        pytest.skip("official checkpoint not available")
+        missing_shared("official checkpoint not available")
     res = evaluate_from_config(load_eval_config([
         f"checkpoint={ckpt}", "eval=ivif_vifb", "images=[walkingnight]", "limit=1", f"out={tmp_path}", "progress=false",
         f"paths.data_root={shared / 'data' / 'benchmarks'}",
@@ -254,3 +255,42 @@ def test_compare_eval_script_reads_csv_and_markdown(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| d1 | EN | 6 (3) | 6.25 (1) | +0.25 | +0.50 |" in r.stdout
     assert "| d1 | MSE | 0.1 (3) | 0.1 (1) | +0 | +0.00 |" in r.stdout
+
+
+def test_any_per_image_error_is_recorded_and_the_evaluation_goes_on(bench, monkeypatch):
+    import gifnet.evaluation as ev
+
+    real_fuse, real_compute = ev._fuse_one, ev.compute
+
+    def fuse(fuser, pa, pb):
+        if pa.stem == "p0":
+            raise RuntimeError("decoder exploded")  # not a ValueError/OSError
+        return real_fuse(fuser, pa, pb)
+
+    def compute(convention, a, b, f, metrics):
+        if getattr(compute, "n", 0) == 0:  # the first image that reaches the metrics
+            compute.n = 1
+            raise ZeroDivisionError("flat window")
+        return real_compute(convention, a, b, f, metrics)
+
+    monkeypatch.setattr(ev, "_fuse_one", fuse)
+    monkeypatch.setattr(ev, "compute", compute)
+    res = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"], progress=False, data_root=bench["root"],
+                   datasets_dir=bench["dsets"])  # fmt: skip
+    fails = {(f.method, f.image): f.error for f in res.failures}
+    assert fails[("GIFNet", "p0")] == "fusion failed: RuntimeError: decoder exploded"
+    assert fails[("GIFNet", "p1")].endswith("ZeroDivisionError: flat window")
+    assert {img for _, _, img, _, _ in res.values} == {"p2"}
+    assert "Failures (2):" in (bench["out"] / "summary.md").read_text()
+
+
+def test_quick_suite_names_existing_images(shared):
+    from gifnet.evaluation import list_suites, load_suite
+
+    assert "quick" in list_suites()
+    specs = load_suite("quick", shared / "data" / "benchmarks")
+    assert len(specs) == 7 and all(len(s.images) == 4 for s in specs)
+    for s in specs:  # every named image exists (the selection itself raises on a missing stem)
+        from gifnet.evaluation import _pairs
+
+        assert [stem for stem, _, _ in _pairs(s, None, None)] == list(s.images)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,9 +137,10 @@ def test_folder_fusion_errors_and_atomic_outputs(tiny_model, tmp_path):
     s = Fuser(tiny_model, task="ivif", resize="b").fuse_folders(tmp_path / "A2", tmp_path / "B2", tmp_path / "o5",
                                                                progress=False)
     assert "q.png" in s.failed and "q.png" in s.failed["q.png"] and s.fused == ["p.png"]
-    # never overwrite inputs
-    with pytest.raises(ValueError, match="overwrite"):
-        fuser.fuse_folders(tmp_path / "A", tmp_path / "B", tmp_path / "A", ext=None, progress=False, skip_unpaired=True)
+    # never write into an input folder, whatever the extension
+    for out, ext in ((tmp_path / "A", None), (tmp_path / "B", ".png"), (tmp_path / "B" / ".", ".tif")):
+        with pytest.raises(ValueError, match="input folder"):
+            fuser.fuse_folders(tmp_path / "A", tmp_path / "B", out, ext=ext, progress=False, skip_unpaired=True)
     # no temporary files left behind
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
@@ -260,3 +262,33 @@ def test_one_call_library_api(tiny_model, tmp_path):
     assert summary.fused == ["s.png"] and (tmp_path / "o" / "s.png").is_file()
     with pytest.raises(ValueError, match="out=DIR"):
         gifnet.fuse(tiny_model, tmp_path / "A", tmp_path / "B")
+
+
+def test_colliding_output_names_are_refused_before_any_work(tiny_model, tmp_path):
+    for name in ("a.png", "a.jpg"):
+        _save(tmp_path / "A" / name, _gray(12, 12, 1))
+        _save(tmp_path / "B" / name, _gray(12, 12, 2))
+    fuser = Fuser(tiny_model, task="ivif")
+    with pytest.raises(ValueError, match=r"a\.jpg and a\.png would both be written to .*a\.png"):
+        fuser.fuse_folders(tmp_path / "A", tmp_path / "B", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # nothing written
+    s = fuser.fuse_folders(tmp_path / "A", tmp_path / "B", tmp_path / "out", ext=None, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "a.png"] and not s.failed
+
+
+def test_any_per_pair_error_is_recorded_and_the_folder_goes_on(tiny_model, tmp_path, monkeypatch):
+    import gifnet.fusion as fusion_mod
+
+    for name in ("p.png", "q.png"):
+        _save(tmp_path / "A" / name, _gray(12, 12, 1))
+        _save(tmp_path / "B" / name, _gray(12, 12, 2))
+    real = fusion_mod.read_image
+
+    def flaky(path, *args, **kwargs):
+        if Path(path).name == "p.png":
+            raise RuntimeError("decoder exploded")  # not a ValueError/OSError: still one bad item
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(fusion_mod, "read_image", flaky)
+    s = Fuser(tiny_model, task="ivif").fuse_folders(tmp_path / "A", tmp_path / "B", tmp_path / "o", progress=False)
+    assert s.fused == ["q.png"] and s.failed == {"p.png": "RuntimeError: decoder exploded"}

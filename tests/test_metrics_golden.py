@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from conftest import missing_shared
 
 from gifnet.metrics import compute
 from gifnet.metrics.golden import GOLDEN_SETS, load_triplet, read_rows, tolerance
@@ -51,7 +52,7 @@ def _values(shared: Path, golden_set: str, image: str, method: str) -> dict[str,
 
 def _check(shared: Path, golden_set: str | None, image: str, method: str, metric: str, golden: float) -> None:
     if golden_set is None:
-        pytest.skip("golden data not available")
+        missing_shared("golden data not available")
     x = _values(shared, golden_set, image, method)[metric]
     tol = tolerance(golden)
     assert abs(x - golden) <= tol, (

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import missing_shared
 
 from gifnet.remote import (
     _round_half_away,
@@ -269,7 +270,7 @@ def test_read_remote_inputs_checks(tmp_path: Path) -> None:
 def test_real_tile_crop(shared: Path, tmp_path: Path) -> None:
     root = shared / "data" / "benchmarks" / "remote" / "GIFNet-sample"
     if not (root / "A" / "tile1_band1.png").is_file():
-        pytest.skip("remote benchmark sample not available")
+        missing_shared("remote benchmark sample not available")
     crop = (slice(100, 164), slice(100, 180))
     ms = np.stack(
         [read_multiband(root / "A" / f"tile1_band{k}.png", expected_bands=1)[crop][:, :, 0] for k in range(1, 5)],
