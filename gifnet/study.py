@@ -401,6 +401,21 @@ def write_study_table(study: Study, results_dir: str | Path) -> dict[str, Path]:
     if base_range:
         lines.append("| *baseline range* | | " + " | ".join(_num(base_range[k]) if k in base_range else "–"
                                                          for k in cols) + " |")  # fmt: skip
+    for ref in study.references:
+        ref_vals = {k: _mean_sd(rows[ref]["values"][k])[0] for k in cols if rows.get(ref, {}).get("values", {}).get(k)}
+        if not ref_vals:
+            continue
+        lines += ["", f"As a percentage of the reference `{ref}` (mean over seeds / reference; for ↓ metrics lower is "
+                  "better):", "", "| row | " + " | ".join(head[2:]) + " |", "|" + "---|" * (len(head) - 1)]
+        for name, r in rows.items():
+            if r["kind"] != "variant" or not any(r["values"].get(k) for k in cols):
+                continue
+            cells = [f"`{name}`"]
+            for k in cols:
+                vals = r["values"].get(k)
+                ok = vals and k in ref_vals and ref_vals[k] != 0
+                cells.append(f"{100 * _mean_sd(vals)[0] / ref_vals[k]:.0f} %" if ok else "–")
+            lines.append("| " + " | ".join(cells) + " |")
     missing = [(n, s, st) for n, r in rows.items() if r["kind"] == "variant" for s, st in r["state"].items()
                if st != "done"]  # fmt: skip
     lines += ["", "Runs not in the table: " + ("none." if not missing else

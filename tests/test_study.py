@@ -40,12 +40,16 @@ def _study(tmp_path):
     return load_study({
         "name": "tiny", "base": FAST, "seeds": [0, 1], "baseline": "base", "eval": "quick",
         "variants": {"base": {}, "fixed": {"overrides": ["model.gating=fixed"]}},
-        "table": {"tiny_ivif": ["Qabf", "SF"]},
+        "table": {"tiny_ivif": ["Qabf", "SF"]}, "references": {"ref": str(tmp_path / "ref.pt")},
     }, root=tmp_path / "runs")  # fmt: skip
 
 
 def test_tiny_study_stops_resumes_and_tabulates(tmp_path, monkeypatch):
+    from gifnet.models import GIFNet, save_checkpoint
+
     ev = _bench(tmp_path)
+    torch.manual_seed(9)
+    save_checkpoint(tmp_path / "ref.pt", GIFNet(enc_width=6, window=4, mlp_ratio=1.0), trained_tasks=["ivif"])
     study = _study(tmp_path)
     runs = study.runs()
     assert [(r.variant, r.seed) for r in runs] == [("base", 0), ("base", 1), ("fixed", 0), ("fixed", 1)]
@@ -73,7 +77,7 @@ def test_tiny_study_stops_resumes_and_tabulates(tmp_path, monkeypatch):
     out = run_study(study, results_dir=tmp_path / "res", eval_overrides=ev)
     assert out["trained"] == ["fixed/seed0", "fixed/seed1"]
     # the resumed run equals a straight run of the same variant and seed
-    straight = load_study({**_raw(study), "name": "straight"}, root=tmp_path / "runs")
+    straight = load_study({**_raw(study), "name": "straight", "references": {}}, root=tmp_path / "runs")
     run_study(straight, results_dir=tmp_path / "res2", only=["fixed"], eval_overrides=ev)
     a = torch.load(runs[2].last, weights_only=True)["state_dict"]
     b = torch.load(straight.runs()[2].last, weights_only=True)["state_dict"]
@@ -85,6 +89,7 @@ def test_tiny_study_stops_resumes_and_tabulates(tmp_path, monkeypatch):
 
     table = (tmp_path / "res" / "table.md").read_text()
     assert "`base`" in table and "`fixed`" in table and "Δ" in table and "baseline range" in table
+    assert "`ref` (reference)" in table and "percentage of the reference `ref`" in table
     with open(tmp_path / "res" / "table.csv") as f:
         cells = list(csv.DictReader(f))
     base_q = [c for c in cells if c["row"] == "base" and c["metric"] == "Qabf"][0]
