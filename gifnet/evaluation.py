@@ -293,6 +293,7 @@ class EvalResult:
     values: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # dataset, method, image, metric, v
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {"fusion": s, "metrics": s}
 
     def seen(self, spec: DatasetSpec) -> bool:
         return spec.task in self.trained_tasks
@@ -451,6 +452,7 @@ def evaluate(
         indexes = {m: _index_by_stem(d) for m, d in extra_dirs[spec.name].items()}
         result.methods[spec.name] = [method, *spec.source_methods, *indexes]
         result.images[spec.name] = [s for s, _, _ in pairs]
+        timing = result.timings.setdefault(spec.name, {"fusion": 0.0, "metrics": 0.0})
         for stem, pa, pb in tqdm(pairs, desc=f"eval {spec.name}", disable=not progress):
             try:
                 src = {"A": read_for_metrics(pa)}
@@ -461,12 +463,15 @@ def evaluate(
                     result.failures.append(Failure(spec.name, m, stem, f"cannot read sources: {describe_error(e)}"))
                 continue
             candidates: list[tuple[str, Path | str | None]] = []
+            t_fuse = time.perf_counter()
             try:
                 target = fused_dir / f"{stem}.png"
                 write_image_atomic(target, _fuse_one(fuser, pa, pb))
                 candidates.append((method, target))
             except Exception as e:  # noqa: BLE001 - recorded as this image's failure
                 candidates.append((method, f"fusion failed: {describe_error(e)}"))
+            timing["fusion"] += time.perf_counter() - t_fuse
+            t_metrics = time.perf_counter()
             for m, slot in spec.source_methods.items():
                 candidates.append((m, pa if slot == "A" else pb))
             for m, table in indexes.items():
@@ -483,6 +488,9 @@ def evaluate(
                     result.failures.append(Failure(spec.name, m, stem, f"{where.name}: {describe_error(e)}"))
                     continue
                 result.values.extend((spec.name, m, stem, k, v) for k, v in vals.items())
+            timing["metrics"] += time.perf_counter() - t_metrics
+        log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s", spec.name, len(pairs), timing["fusion"],
+                 timing["metrics"])
     result.seconds = time.perf_counter() - t0
     write_reports(result, out)
     log.info("%s; reports in %s", result, out)
@@ -567,8 +575,12 @@ def _markdown(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]
         f"- checkpoint: `{result.checkpoint}` (trained tasks: {', '.join(result.trained_tasks) or 'none'})",
         "- cells: mean ± population SD over the images scored (n); ↑ higher is better, ↓ lower is better; "
         "best mean per column in **bold**",
-        f"- failures: {len(result.failures)}; wall time {result.seconds:.1f} s", "",
+        f"- failures: {len(result.failures)}; wall time {result.seconds:.1f} s",
     ]  # fmt: skip
+    if result.timings:
+        lines.append("- time per dataset (fusion + metrics): " + "; ".join(
+            f"{k} {v['fusion']:.1f} + {v['metrics']:.1f} s" for k, v in result.timings.items()))
+    lines.append("")
     for title, specs in _sections(result):
         lines += [f"## {title}", ""]
         for spec in specs:
