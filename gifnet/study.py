@@ -219,10 +219,44 @@ def compose_train_config(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
+def _identity(run: RunSpec) -> dict:
+    """The resolved training config of a run's own overrides: what the run *is* (device and the like excluded)."""
+    return OmegaConf.to_container(compose_train_config(run.overrides), resolve=True)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def check_identity(run: RunSpec) -> None:
+    """Refuse to reuse a run folder whose stored configuration differs from what the study composes today
+    (an edited experiment or study config): its results would be labelled with a recipe they were not trained with.
+    """
+    import yaml
+
+    path = run.run_dir / "identity.yaml"
+    if not path.is_file():
+        return
+    stored, now = _flat(yaml.safe_load(path.read_text())), _flat(_identity(run))
+    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
+        raise StudyError(f"{run.run_dir}: trained with another configuration than the study composes now ({shown}"
+                         f"{', ...' if len(diff) > 8 else ''}); restore the config or move the folder away to retrain")
+
+
 def train_run(run: RunSpec, extra: Sequence[str] = ()) -> dict:
     """Train (or resume) one run in this process; returns the trainer's summary."""
+    import yaml
+
     from gifnet.engine.trainer import Trainer
 
+    check_identity(run)
     overrides = [*run.overrides, *extra]
     if run.last.is_file():
         overrides.append(f"resume={run.last}")
@@ -230,6 +264,9 @@ def train_run(run: RunSpec, extra: Sequence[str] = ()) -> dict:
     if int(os.environ.get("RANK", "0")) == 0:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         _write_json(run.run_dir / "overrides.json", {"overrides": list(run.overrides), "extra": list(extra)})
+        if not (run.run_dir / "identity.yaml").is_file():
+            with atomic_path(run.run_dir / "identity.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(_identity(run), sort_keys=True))
         with atomic_path(run.run_dir / "config.yaml") as tmp:
             tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("study run %s/seed%d: %s", run.variant, run.seed, " ".join(overrides))
@@ -563,6 +600,7 @@ def run_study(
         return {"trained": trained, "failed": failed}
     for run in study.runs():
         if run_state(run)[0] == "done":
+            check_identity(run)
             evaluate_checkpoint(run.last, _eval_dir(run.run_dir, study.eval), study.eval, run.variant,
                                 eval_overrides)  # fmt: skip
     from gifnet.data.datasets import resolve_path

@@ -201,3 +201,12 @@ def test_study_script_under_torchrun(tmp_path):
         s = json.loads((tmp_path / "runs" / "smoke" / v / "seed0" / "summary.json").read_text())
         assert s["world_size"] == 2 and s["ranks_in_sync"] is True and s["iterations"] == 2
     assert "`gating_fixed`" in (tmp_path / "res" / "table.md").read_text()
+
+
+def test_a_run_trained_with_another_recipe_is_not_reused(tmp_path):
+    ev = _bench(tmp_path)
+    raw = {"name": "drift", "base": FAST, "variants": {"a": {}}, "eval": "quick"}
+    run_study(load_study(raw, root=tmp_path / "runs"), results_dir=tmp_path / "res", eval_overrides=ev)
+    edited = load_study({**raw, "base": [*FAST, "optim.lr=1e-3"]}, root=tmp_path / "runs")
+    with pytest.raises(StudyError, match=r"another configuration .*optim.lr: 0.0003 -> 0.001"):
+        run_study(edited, results_dir=tmp_path / "res", eval_overrides=ev)
