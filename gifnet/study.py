@@ -84,7 +84,7 @@ class Study:
         out = []
         for v, spec in self.variants.items():
             for s in spec["seeds"]:
-                ov = (*self.base, *spec["overrides"], f"seed={s}")
+                ov = (*self.base, *spec["overrides"], f"seed={s}", f"data.seed={s}")  # the seed sets init and data
                 out.append(RunSpec(v, int(s), ov, self.dir / v / f"seed{s}"))
         return out
 
@@ -111,7 +111,7 @@ def load_study(cfg: DictConfig | dict, root: str | Path = "runs/studies") -> Stu
         if len(set(seeds)) != len(seeds):
             raise StudyError(f"study.variants.{v}.seeds repeats a seed: {seeds}")
         ov = [str(o) for o in (spec.get("overrides") or [])]
-        if any(o.split("=", 1)[0].lstrip("+~") in ("seed", "resume", "hydra.run.dir") for o in ov):
+        if any(o.split("=", 1)[0].lstrip("+~") in ("seed", "data.seed", "resume", "hydra.run.dir") for o in ov):
             raise StudyError(f"study.variants.{v}: seed, resume and the run folder are set by the study runner")
         variants[str(v)] = {"overrides": ov, "seeds": list(seeds), "description": str(spec.get("description", ""))}
     if not variants:

@@ -108,6 +108,9 @@ def test_import_official_script_on_synthetic_file(tmp_path):
         capture_output=True, text=True, check=False,
     )
     assert r.returncode == 1 and "not found" in r.stderr
+    with pytest.raises(CheckpointError, match="overwrite the source"):
+        import_official(tmp_path / "Final.model", tmp_path / "." / "Final.model")
+    assert torch.load(tmp_path / "Final.model", weights_only=True).keys() == _official_like_state_dict(src).keys()
 
 
 def test_import_real_official(shared, tmp_path):

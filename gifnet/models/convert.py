@@ -221,7 +221,9 @@ def read_any_checkpoint(path: str | Path) -> AnyCheckpoint:
 
 
 def import_official(src: str | Path, dst: str | Path) -> Path:
-    """Convert ``src`` (official) into our checkpoint format at ``dst`` (written atomically)."""
+    """Convert ``src`` (official) into our checkpoint format at ``dst`` (written atomically; never over ``src``)."""
+    if Path(dst).resolve() == Path(src).resolve():
+        raise CheckpointError(f"{dst}: refusing to overwrite the source checkpoint; choose another output path")
     model = load_official(src)
     digest = sha256_of(src)
     provenance = {
