@@ -30,6 +30,7 @@ from gifnet.paths import atomic_path
 from gifnet.runtime import keep_freed_memory
 
 from .distributed import DistInfo, average_gradients, broadcast_parameters, init_distributed
+from .resume import check_same_recipe
 from .sampler import BatchListSampler, ResumableSampler
 from .steps import LossConfig, compute_step_loss, parse_steps
 
@@ -278,6 +279,8 @@ class Trainer:
         self.model.load_state_dict(obj["state_dict"], strict=True)
         if "optimizer" not in obj:
             raise ValueError(f"{path}: holds weights only (no optimiser state); use it as model init, not resume")
+        if "train_config" in obj:  # a resume continues the same run: recipe changes are refused (engine/resume.py)
+            check_same_recipe(path, obj["train_config"], OmegaConf.to_container(self.cfg, resolve=True))
         self.optimizer.load_state_dict(obj["optimizer"])
         self.scheduler.load_state_dict(obj["scheduler"])
         p = obj["progress"]
