@@ -38,14 +38,35 @@ def load_cli_config(name: str, overrides: Sequence[str] = (), open_keys: Sequenc
         raise ValueError(f"bad option: {str(e).splitlines()[0]}") from e
 
 
+def wants_help(argv: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help", "help") for a in argv)
+
+
+def cli_help(doc: str | None, config: str | None = None) -> str:
+    """A script's ``--help``: its docstring, then its options file (``configs/<config>.yaml``, comments included)."""
+    text = (doc or "").strip()
+    if config:
+        path = PROJECT_ROOT / "configs" / f"{config}.yaml"
+        text += f"\n\nOptions (key=value; defaults and meaning from {path.relative_to(PROJECT_ROOT)}):\n\n"
+        text += path.read_text()
+    return text
+
+
 def run_cli(
     logger_name: str,
     argv: Sequence[str],
     load: Callable[[Sequence[str]], Any],
     run: Callable[[Any], Any],
     exit_code: Callable[[Any], int] = lambda result: 0,
+    help_text: str | None = None,
 ) -> int:
-    """Load the config, run, log the result; any exception becomes one clear error line and exit code 1."""
+    """Load the config, run, log the result; any exception becomes one clear error line and exit code 1.
+
+    ``-h``/``--help`` prints ``help_text`` (see :func:`cli_help`) and exits 0.
+    """
+    if help_text is not None and wants_help(argv):
+        print(help_text)
+        return 0
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     log = logging.getLogger(logger_name)
     keep_freed_memory()  # faster CPU inference, same values (gifnet/runtime.py)

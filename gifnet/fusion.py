@@ -27,6 +27,7 @@ from gifnet import color
 from gifnet.data.io import (
     DataError,
     SizeMismatchError,
+    describe_error,
     list_images,
     match_pairs,
     read_image,
@@ -79,14 +80,6 @@ def load_any_checkpoint(path: str | Path) -> tuple[GIFNet, list[str]]:
     return ck.build_model(), ck.trained_tasks
 
 
-def describe_error(e: BaseException) -> str:
-    """A one-line reason for a per-item failure: the message, with the error type when it is not self-evident."""
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if isinstance(e, DataError | ValueError | OSError) and msg:
-        return msg
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-
-
 def _luma_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
 
@@ -103,6 +96,32 @@ class FuseSummary:
         for name, err in self.failed.items():
             s += f"\n  failed {name}: {err}"
         return s
+
+
+def as_fusable(img, name: str = "image") -> np.ndarray:
+    """Validate one image array for fusion and bring it to ``H×W`` (gray) or ``H×W×3`` (RGB), uint8/uint16.
+
+    Accepted: ``H×W``, ``H×W×1``, ``H×W×2`` (gray + alpha), ``H×W×3`` (RGB), ``H×W×4`` (RGBA) in uint8 or uint16, as
+    :func:`gifnet.data.io.read_image` returns them. An alpha channel is dropped (the fused image is opaque).
+    Anything else gets a ``TypeError``/``ValueError`` naming ``name``: float arrays (no range can be assumed),
+    other integer types, other ranks or channel counts.
+    """
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"{name}: expected a NumPy image array, got {type(img).__name__}")
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(f"{name}: expected an H x W (gray) or H x W x C image array with C = 1, 3 (RGB) or 2/4 (with "
+                         f"alpha), got shape {img.shape}")
+    if img.dtype not in (np.uint8, np.uint16):
+        hint = ""
+        if np.issubdtype(img.dtype, np.floating):
+            hint = (" (float images: scale to integers first, e.g. (img * 65535).round().astype(np.uint16) for "
+                    "values in [0, 1], or call GIFNet.fuse on [0, 1] tensors)")
+        raise TypeError(f"{name}: unsupported dtype {img.dtype}; images are uint8 or uint16{hint}")
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        img = img[:, :, : img.shape[2] - 1]  # drop alpha
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    return img
 
 
 class Fuser:
@@ -173,6 +192,8 @@ class Fuser:
         """
         if self.task.kind == "remote":
             raise ValueError("task 'remote' fuses band stacks: use fuse_remote()")
+        img_a = as_fusable(img_a, names[0])
+        img_b = None if img_b is None else as_fusable(img_b, names[1])
         if self.task.kind == "enhance":
             img_b = img_a
         if img_b is None:

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage import data
 
-from gifnet.models import GIFNet, load_checkpoint
+from gifnet.cli import wants_help
+from gifnet.data.io import write_image_atomic
+from gifnet.fusion import load_any_checkpoint
+from gifnet.models import GIFNet
+from gifnet.models.checkpoint import CheckpointError
 from gifnet.models.convert import load_official
 from gifnet.paths import shared_root
 
@@ -32,10 +35,22 @@ def demo_pair() -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str]) -> int:
-    args = dict(a.split("=", 1) for a in argv if "=" in a)
+    if wants_help(argv):
+        print(__doc__.strip())
+        return 0
+    bad = [a for a in argv if "=" not in a or a.split("=", 1)[0] not in ("checkpoint", "out")]
+    if bad:
+        print(f"demo_fuse.py: unknown argument(s) {bad}; options: checkpoint=PATH out=DIR (see --help)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    args = dict(a.split("=", 1) for a in argv)
     out = Path(args.get("out", "outputs/demo"))
     if "checkpoint" in args:
-        model, _ = load_checkpoint(args["checkpoint"])
+        try:
+            model, _ = load_any_checkpoint(args["checkpoint"])  # ours or the official format, read safely
+        except CheckpointError as e:
+            print(f"demo_fuse.py: {e}", file=sys.stderr)
+            return 2
         source = args["checkpoint"]
     elif shared_root() and (shared_root() / "official" / "Final.model").is_file():
         model = load_official(shared_root() / "official" / "Final.model")
@@ -45,9 +60,8 @@ def main(argv: list[str]) -> int:
         model, source = GIFNet().eval(), "random initialisation (no checkpoint available)"
     ir, vis = demo_pair()
     y = model.fuse(torch.from_numpy(ir)[None, None], torch.from_numpy(vis)[None, None])[0, 0].numpy()
-    out.mkdir(parents=True, exist_ok=True)
     for name, img in (("ir_simulated", ir), ("visible", vis), ("fused", y)):
-        Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(out / f"{name}.png")
+        write_image_atomic(out / f"{name}.png", np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
     print(f"fused a {ir.shape[1]}x{ir.shape[0]} demo pair with {source}; wrote {out}/fused.png")
     return 0
 

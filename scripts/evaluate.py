@@ -8,12 +8,13 @@ footers and in failures.csv (they do not change the exit code).
 
 import sys
 
-from gifnet.cli import run_cli
+from gifnet.cli import cli_help, run_cli
 from gifnet.evaluation import evaluate_from_config, load_eval_config
 
 
 def main(argv: list[str]) -> int:
-    return run_cli("gifnet.evaluate", argv, load_eval_config, evaluate_from_config)
+    return run_cli("gifnet.evaluate", argv, load_eval_config, evaluate_from_config,
+                   help_text=cli_help(__doc__, "evaluate"))  # fmt: skip
 
 
 if __name__ == "__main__":

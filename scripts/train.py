@@ -27,17 +27,24 @@ if int(os.environ.get("RANK", "0")) > 0:
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from gifnet.data.io import DataError
     from gifnet.engine.distributed import cleanup
+    from gifnet.engine.resume import ResumeMismatchError
+    from gifnet.engine.settings import SettingError
     from gifnet.engine.trainer import NonFiniteLossError, Trainer
+    from gifnet.models.checkpoint import CheckpointError
 
     log = logging.getLogger("gifnet.train")
     run_dir = HydraConfig.get().runtime.output_dir
-    if cfg.get("resume"):
-        cfg = restore_run_config(cfg, run_dir)
     try:
+        if cfg.get("resume"):
+            cfg = restore_run_config(cfg, run_dir)
         summary = Trainer(cfg, run_dir).fit()
     except NonFiniteLossError as e:
         log.error("%s", e)
+        sys.exit(2)
+    except (SettingError, ResumeMismatchError, CheckpointError, DataError) as e:
+        log.error("%s", e)  # a bad setting or input: one readable line, no traceback
         sys.exit(2)
     finally:
         cleanup()
@@ -52,7 +59,7 @@ def restore_run_config(cfg: DictConfig, run_dir: str) -> DictConfig:
     from omegaconf import OmegaConf
 
     from gifnet.data.datasets import resolve_path
-    from gifnet.engine.resume import ResumeMismatchError, restore_config
+    from gifnet.engine.resume import restore_config
     from gifnet.models.checkpoint import read_checkpoint
     from gifnet.paths import PROJECT_ROOT, atomic_path
 
@@ -63,11 +70,7 @@ def restore_run_config(cfg: DictConfig, run_dir: str) -> DictConfig:
             "%s stores no training configuration (an early gifnet checkpoint): resuming with the composed one", path)
         return cfg
     groups = [p.name for p in (PROJECT_ROOT / "configs").iterdir() if p.is_dir()]
-    try:
-        restored = restore_config(cfg, list(HydraConfig.get().overrides.task), stored, cfg.resume, groups)
-    except ResumeMismatchError as e:
-        logging.getLogger("gifnet.train").error("%s", e)
-        sys.exit(2)
+    restored = restore_config(cfg, list(HydraConfig.get().overrides.task), stored, cfg.resume, groups)
     if int(os.environ.get("RANK", "0")) == 0:
         with atomic_path(os.path.join(run_dir, "resume.yaml")) as tmp:
             tmp.write_text(OmegaConf.to_yaml(restored))

@@ -142,8 +142,8 @@ CASES = ["ivif", "mfif", "meif", "medical", "nirvis", "remote_band1"]
 
 @pytest.mark.parametrize("case", CASES)
 def test_bf16_deviation_on_parity_fixtures(shared, case):
-    """bf16 stays within one grey level of fp32 on the released checkpoint (default policy; measured 2026-11-30:
-    worst max 0.55 (meif), worst mean 0.051)."""
+    """bf16 stays within the documented worst case of fp32 on the released checkpoint (default policy; measured
+    2026-11-30: worst max 0.55 (meif), worst mean 0.051)."""
     from gifnet.models.convert import load_official
 
     m = load_official(shared / "official" / "Final.model")
@@ -151,6 +151,8 @@ def test_bf16_deviation_on_parity_fixtures(shared, case):
     a = torch.from_numpy(d["a"].astype(np.float32) / 255)[None, None]
     b = torch.from_numpy(d["b"].astype(np.float32) / 255)[None, None]
     y32 = m.fuse(a, b)[0, 0].numpy()
-    assert np.abs(y32 - d["fused"]).max() <= 1e-4
+    assert np.abs(y32 - d["fused"]).max() <= 1e-5
     dev = np.abs(m.fuse(a, b, precision="bf16")[0, 0].numpy() - y32) * 255
-    assert dev.max() <= 1.0 and dev.mean() <= 0.1, (dev.max(), dev.mean())
+    # the documented worst case (docs/inference.md: max 0.55, mean 0.051 grey levels) plus 10 % for other CPUs'
+    # accumulation order
+    assert dev.max() <= 0.61 and dev.mean() <= 0.057, (dev.max(), dev.mean())

@@ -211,10 +211,56 @@ def test_unpaired_names_listed_or_skipped(tmp_path):
 def test_size_mismatch_names_both_files_and_sizes(tmp_path):
     root = _pairs_root(tmp_path, n=2)
     _save(root / "B" / "p1.png", _img(41, 50, seed=9))
-    with pytest.raises(SizeMismatchError) as ei:
+    with pytest.raises(DataError, match="max_corrupt_fraction") as ei:  # 1 of 2 scenes: above the 5 % default
         pairs_dataset(root, crop_size=CROP)
     msg = str(ei.value)
     assert "A/p1.png" in msg and "B/p1.png" in msg and "48x40" in msg and "50x41" in msg
+    # a mismatched pair is one bad item like any other: within max_corrupt_fraction it is skipped and counted
+    with pytest.warns(UserWarning, match="size mismatch"):
+        ds = pairs_dataset(root, crop_size=CROP, max_corrupt_fraction=0.5)
+    assert ds.n_corrupt == 1 and [s.name for s in ds.scenes] == ["p0.png"]
+    with pytest.raises(SizeMismatchError):  # the class of the error itself is unchanged
+        ds._check_sizes(ds.scenes[0], {"ir": (1, 1), "vis": (2, 2)})
+
+
+def test_any_error_type_of_one_file_counts_as_corrupt(tmp_path, monkeypatch):
+    import gifnet.data.datasets as dsmod
+
+    root = _pairs_root(tmp_path, n=4)
+    real = dsmod.read_image
+
+    def flaky(path, *a, **k):
+        if Path(path).name == "p2.png" and Path(path).parent.name == "B":
+            raise RuntimeError("decoder crashed")  # not an ImageReadError: e.g. a library bug or a resource limit
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(dsmod, "read_image", flaky)
+    with pytest.warns(UserWarning, match="RuntimeError: decoder crashed"):
+        full = pairs_dataset(root, crop_size=CROP, scan="full", max_corrupt_fraction=0.5)
+    assert full.n_corrupt == 1 and "p2.png" in full.corrupt[0]
+    lazy = pairs_dataset(root, crop_size=CROP, scan="header")  # headers fine: the error surfaces at load time
+    with pytest.warns(UserWarning, match="p2.png.*RuntimeError: decoder crashed.*another scene"):
+        sample = lazy[2]
+    assert sample["vis"].shape == (1, CROP, CROP)
+
+
+def test_pixel_limit_refuses_large_images_from_their_header(tmp_path, monkeypatch):
+    from gifnet.data import io
+
+    path = _save(tmp_path / "big.png", _img(40, 48, seed=1))
+    monkeypatch.setattr(io, "_MAX_PIXELS", io.max_image_pixels())
+    io.set_max_image_pixels(1000)
+    try:
+        with pytest.raises(io.ImageReadError, match=r"big\.png: image too large \(48x40 = 1,920 pixels, limit 1,000"):
+            io.read_image(path)
+        with pytest.raises(io.ImageReadError, match="GIFNET_MAX_IMAGE_PIXELS"):
+            io.read_image(path, backend="cv2")
+        io.set_max_image_pixels(1920)
+        assert io.read_image(path).shape == (40, 48, 3)
+        with pytest.raises(ValueError, match="positive integer"):
+            io.set_max_image_pixels(0)
+    finally:
+        io.set_max_image_pixels(1 << 30)
 
 
 def test_small_images_pad_or_reject(tmp_path):

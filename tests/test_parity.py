@@ -11,7 +11,7 @@ import torch
 from gifnet.models.convert import OFFICIAL_SHA256, load_official, sha256_of
 
 CASES = ["ivif", "mfif", "meif", "medical", "nirvis", "remote_band1"]
-TOL = 1e-4
+TOL = 1e-5  # measured 1.3e-6 (README); float32 round-off of other CPUs stays far below
 
 
 @pytest.fixture(scope="module")

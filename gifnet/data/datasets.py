@@ -45,9 +45,9 @@ from ..paths import PROJECT_ROOT
 from .io import (
     DataError,
     EmptyFolderError,
-    ImageReadError,
     PairingError,
     SizeMismatchError,
+    describe_error,
     list_images,
     match_pairs,
     read_image,
@@ -137,6 +137,13 @@ def resolve_path(path: str | os.PathLike) -> Path:
     if root_p.exists():
         return root_p.resolve()
     return cwd_p
+
+
+def _scene_error(scene: Scene, exc: BaseException) -> str:
+    """``describe_error`` of a per-scene failure, naming the scene when the message names no file."""
+    reason = describe_error(exc)
+    files = [str(v) for v in scene.members().values() if not isinstance(v, np.ndarray)]
+    return reason if any(f in reason for f in files) else f"scene {scene.name!r} ({', '.join(files)}): {reason}"
 
 
 def _load_luma(src: ImageSource) -> np.ndarray:
@@ -317,10 +324,10 @@ class JointFusionDataset(Dataset):
             return "ok"
         try:
             sizes = self._sizes(scene)
-        except ImageReadError as exc:
-            self.corrupt.append(str(exc))
+            self._check_sizes(scene, sizes)
+        except Exception as exc:  # noqa: BLE001 - any per-scene problem counts towards max_corrupt_fraction
+            self.corrupt.append(_scene_error(scene, exc))
             return "corrupt"
-        self._check_sizes(scene, sizes)
         h, w = next(iter(sizes.values()))
         if self.crop_size is not None and (h < self.crop_size or w < self.crop_size):
             if self.small_policy == "reject":
@@ -368,10 +375,11 @@ class JointFusionDataset(Dataset):
             scene = self.scenes[scene_idx]
             try:
                 arrays = self.load_scene(scene)
-            except ImageReadError as exc:
-                if str(exc) not in self._warned:
-                    self._warned.add(str(exc))
-                    warnings.warn(f"{self.name}: {exc} — using another scene instead", stacklevel=2)
+            except Exception as exc:  # noqa: BLE001 - any decoding problem: record it and use another scene
+                reason = _scene_error(scene, exc)
+                if reason not in self._warned:
+                    self._warned.add(reason)
+                    warnings.warn(f"{self.name}: {reason} — using another scene instead", stacklevel=2)
                 scene_idx = int(rng.integers(len(self.scenes)))
                 continue
             return self.make_sample(arrays, rng, has_ir=scene.ir is not None)

@@ -9,6 +9,10 @@ Conventions
   (``IMREAD_UNCHANGED``, BGR → RGB), which keeps 16-bit colour images that Pillow would truncate.
 - :func:`to_luma` is ITU-R BT.601 luma computed exactly like Pillow's ``convert("L")``.
 - Every error names the file(s) and the problem.
+- Pixel limit: an image with more than :func:`max_image_pixels` pixels (default 2**30 ≈ 1.07 gigapixels, OpenCV's
+  own default; environment variable ``GIFNET_MAX_IMAGE_PIXELS`` or :func:`set_max_image_pixels`) is refused from
+  its header, before any decoding, with an :class:`ImageReadError` naming the file, its size and the setting.
+  Pillow's decompression-bomb limit is set to the same value, so one setting governs both decoders.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-import cv2
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", os.environ.get("GIFNET_MAX_IMAGE_PIXELS", str(1 << 30)))
+
+import cv2  # noqa: E402  (reads OPENCV_IO_MAX_IMAGE_PIXELS when first imported)
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -27,12 +33,16 @@ from gifnet.paths import atomic_path
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DataError",
+    "describe_error",
     "ImageReadError",
     "PairingError",
     "SizeMismatchError",
     "EmptyFolderError",
     "read_image",
     "read_image_size",
+    "max_image_pixels",
+    "check_pixel_count",
+    "set_max_image_pixels",
     "is_gray",
     "to_luma",
     "to_float01",
@@ -58,8 +68,70 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 _CV2_FIRST = {".png", ".tif", ".tiff"}
 
 
+def _pixel_limit_from_env() -> int:
+    raw = os.environ.get("GIFNET_MAX_IMAGE_PIXELS", str(1 << 30))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"GIFNET_MAX_IMAGE_PIXELS must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"GIFNET_MAX_IMAGE_PIXELS must be a positive integer, got {raw!r}")
+    return value
+
+
+_MAX_PIXELS = _pixel_limit_from_env()
+Image.MAX_IMAGE_PIXELS = _MAX_PIXELS  # Pillow warns above it and refuses above twice; our check comes first
+
+
+def max_image_pixels() -> int:
+    """The pixel limit of :func:`read_image` (width × height)."""
+    return _MAX_PIXELS
+
+
+def set_max_image_pixels(n: int) -> None:
+    """Set the pixel limit of every image read (also Pillow's decompression-bomb limit)."""
+    global _MAX_PIXELS
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"max image pixels must be a positive integer, got {n!r}")
+    _MAX_PIXELS = n
+    Image.MAX_IMAGE_PIXELS = n
+
+
+def _check_pixel_limit(path: Path) -> None:
+    """Refuse a file whose header announces more pixels than the limit (a header Pillow cannot parse: no check)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        w = h = None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return
+    check_pixel_count(path, w, h)
+
+
+def check_pixel_count(path: str | os.PathLike, w: int | None, h: int | None) -> None:
+    """Refuse (``ImageReadError`` naming the file and the setting) a ``w`` × ``h`` image above the pixel limit;
+    ``None`` sizes: a decoder already found it too large."""
+    if w is None or h is None or w * h > _MAX_PIXELS:
+        size = "" if w is None or h is None else f"{w}x{h} = {w * h:,} pixels, "
+        raise ImageReadError(
+            f"{path}: image too large ({size}limit {_MAX_PIXELS:,} pixels); raise the limit with "
+            "GIFNET_MAX_IMAGE_PIXELS=N or gifnet.data.io.set_max_image_pixels(N) if the file is trusted"
+        )
+
+
 class DataError(ValueError):
     """Base class of every data problem raised by :mod:`gifnet.data`."""
+
+
+def describe_error(e: BaseException) -> str:
+    """A one-line reason for a per-item failure: the message, with the error type when it is not self-evident."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if isinstance(e, DataError | ValueError | OSError) and msg:
+        return msg
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
 class ImageReadError(DataError):
@@ -130,12 +202,17 @@ def _read_pil(path: Path) -> np.ndarray:
                 if arr32.size and (arr32.min() < 0 or arr32.max() > 65535):
                     raise ImageReadError(f"{path}: 32-bit integer image with values outside 0..65535")
                 arr = arr32.astype(np.uint16)
+            elif mode == "F":
+                raise ImageReadError(f"{path}: 32-bit floating-point image; gifnet reads 8- and 16-bit integer images "
+                                     "(save it as a 16-bit PNG or TIFF; remote-sensing band stacks: task=remote)")
             else:
                 raise ImageReadError(f"{path}: unsupported Pillow image mode {mode!r}")
     except ImageReadError:
         raise
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: file does not exist") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large for the pixel limit ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{path}: corrupt or unsupported image ({exc})") from exc
     return np.ascontiguousarray(arr)
@@ -160,6 +237,7 @@ def read_image(path: str | os.PathLike, backend: str = "auto") -> np.ndarray:
         raise ImageReadError(f"{p}: file does not exist")
     if p.is_dir():
         raise ImageReadError(f"{p}: is a directory, not an image file")
+    _check_pixel_limit(p)
     if backend == "pil":
         return _read_pil(p)
     data = _read_bytes(p)
@@ -187,6 +265,8 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
             w, h = im.size
     except FileNotFoundError as exc:
         raise ImageReadError(f"{p}: file does not exist") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{p}: image too large for the pixel limit ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{p}: corrupt or unsupported image header ({exc})") from exc
     return int(h), int(w)

@@ -32,6 +32,7 @@ from gifnet.runtime import keep_freed_memory
 from .distributed import DistInfo, average_gradients, broadcast_parameters, init_distributed
 from .resume import check_same_recipe
 from .sampler import BatchListSampler, ResumableSampler
+from .settings import check_memory, check_total_iters, validate_train_config
 from .steps import LossConfig, compute_step_loss, parse_steps
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class Trainer:
     """Builds everything from a composed ``configs/train.yaml`` and runs the training loop."""
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path):
+        validate_train_config(cfg)  # every numeric/choice setting, with its key and range (engine/settings.py)
         self.cfg = cfg
         self.device = resolve_device(str(cfg.device))
         if cfg.get("keep_freed_memory", True):
@@ -159,6 +161,8 @@ class Trainer:
         loader_opts = dict(getattr(self.dataset, "loader_defaults", {}) or {})
         tc = cfg.train
         self.batch_size = int(tc.batch_size if tc.get("batch_size") else loader_opts.get("batch_size", 8))
+        check_memory(getattr(self.dataset, "crop_size", None), self.batch_size, self.device,
+                     width_ratio=float(cfg.model.get("enc_width", 32)) / 32)  # fmt: skip
         self.sampler = ResumableSampler(
             len(self.dataset), self.batch_size, seed=int(cfg.seed), shuffle=bool(loader_opts.get("shuffle", True)),
             rank=self.dist.rank, world_size=self.dist.world_size, drop_last=bool(loader_opts.get("drop_last", False)),
@@ -172,6 +176,8 @@ class Trainer:
         self.total_iters = int(tc.epochs) * self.iters_per_epoch
         if tc.get("max_steps"):
             self.total_iters = min(self.total_iters, int(tc.max_steps))
+        check_total_iters(self.total_iters, epochs=int(tc.epochs), max_steps=tc.get("max_steps"),
+                          n_samples=len(self.dataset), batch_size=self.batch_size, world_size=self.dist.world_size)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_iters)
         self.iteration, self.epoch, self.batch_in_epoch = 0, 0, 0

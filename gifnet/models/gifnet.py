@@ -14,6 +14,7 @@ and :meth:`GIFNet.fuse` is the inference path (``F = S-Enc(a, b)``, ``y = G-Dec(
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -132,6 +133,25 @@ class ReconstructionDecoder(nn.Module):
         return torch.tanh(self.convs(f))
 
 
+#: Round-off allowed around [0, 1] by :meth:`GIFNet.fuse` (e.g. 1.0000001 from a float conversion).
+RANGE_TOLERANCE = 1e-4
+
+
+def check_unit_range(x: torch.Tensor, name: str) -> None:
+    """Fusion inputs are floating-point luma in [0, 1]: refuse other dtypes, NaN/Inf and values outside the range
+    (they would give NaN or saturated images, not an error)."""
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name}: GIFNet.fuse takes floating-point luma in [0, 1], got dtype {x.dtype} (divide "
+                        "uint8 by 255, uint16 by 65535)")
+    lo, hi = torch.aminmax(x.detach())
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name}: holds NaN or infinite values")
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        hint = " (looks like 0..255: divide by 255)" if hi > 1.5 else ""
+        raise ValueError(f"{name}: values must lie in [0, 1], got {lo:.4g}..{hi:.4g}{hint}")
+
+
 class GIFNet(nn.Module):
     """The GIFNet fusion network. Keyword arguments are the fields of :class:`GIFNetConfig`."""
 
@@ -213,6 +233,9 @@ class GIFNet(nn.Module):
         """
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self._check_inputs(a, b)
+        for name, x in (("a", a), ("b", b)):
+            check_unit_range(x, name)
         if engine == "banded":
             band = 1 << 15 if a.device.type == "cpu" else 1 << 22
             return banded_fuse(self, a, b, step, precision=precision, band_pixels=band)

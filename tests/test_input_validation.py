@@ -1,0 +1,113 @@
+"""Fusion inputs: bad arrays and tensors get a clear error; common image variants work or get a user-level one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gifnet.data.io import read_image
+from gifnet.fusion import Fuser, as_fusable
+from gifnet.models import GIFNet
+
+
+@pytest.fixture(scope="module")
+def fuser():
+    torch.manual_seed(0)
+    return Fuser(GIFNet(enc_width=6).eval(), task="ivif")
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return (rng.random((24, 24, 3)) * 255).astype(np.uint8), (rng.random((24, 24)) * 255).astype(np.uint8)
+
+
+T = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize(
+    "a, exc, match",
+    [
+        (torch.full((1, 1, 16, 16), float("nan")), ValueError, "NaN or infinite"),
+        (T / 0, ValueError, "NaN or infinite"),
+        (T * 255, ValueError, r"\[0, 1\].*divide by 255"),
+        (T - 0.5, ValueError, r"\[0, 1\]"),
+        ((T * 255).to(torch.uint8), TypeError, "floating-point"),
+        (T[0], ValueError, "B×1×H×W"),
+        (T.repeat(1, 3, 1, 1), ValueError, "B×1×H×W"),
+    ],
+)
+def test_model_fuse_refuses_bad_tensors(a, exc, match):
+    model = GIFNet(enc_width=6).eval()
+    with pytest.raises(exc, match=match):
+        model.fuse(a, T if a.ndim == 4 and a.shape[1] == 1 else a)
+
+
+def test_model_fuse_allows_round_off_at_the_range_ends():
+    model = GIFNet(enc_width=6).eval()
+    a = T.clone()
+    a[0, 0, 0, 0], a[0, 0, 0, 1] = 1.00001, -0.00001
+    assert torch.isfinite(model.fuse(a, T)).all()
+
+
+@pytest.mark.parametrize(
+    "arr, exc, match",
+    [
+        (np.zeros(24, np.uint8), ValueError, r"A: expected an H x W .*shape \(24,\)"),
+        (np.zeros((1, 24, 24, 3), np.uint8), ValueError, r"shape \(1, 24, 24, 3\)"),
+        (np.zeros((24, 24, 5), np.uint8), ValueError, "C = 1, 3"),
+        (np.zeros((24, 24), np.float32), TypeError, r"float32.*65535"),
+        (np.full((24, 24), np.nan), TypeError, "float64"),
+        (np.zeros((24, 24), np.int32), TypeError, "int32"),
+        (np.zeros((24, 24), bool), TypeError, "bool"),
+        ([[0, 1], [2, 3]], TypeError, "NumPy image array, got list"),
+    ],
+)
+def test_fuse_arrays_refuses_bad_arrays_naming_the_input(fuser, images, arr, exc, match):
+    with pytest.raises(exc, match=match):
+        fuser.fuse_arrays(arr, images[1])
+
+
+def test_alpha_channels_are_dropped(fuser, images):
+    rgb, gray = images
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)])
+    assert np.array_equal(fuser.fuse_arrays(rgba, gray), fuser.fuse_arrays(rgb, gray))
+    la = np.dstack([gray, np.full(gray.shape, 9, np.uint8)])
+    assert np.array_equal(fuser.fuse_arrays(la, gray), fuser.fuse_arrays(gray, gray))
+    assert as_fusable(rgba).shape == (24, 24, 3) and as_fusable(gray[..., None]).shape == (24, 24)
+
+
+def _variants(folder, rgb, gray):
+    """Image files of common Pillow modes, written by Pillow itself."""
+    folder.mkdir()
+    files = {
+        "rgba.png": Image.fromarray(np.dstack([rgb, np.full(gray.shape, 200, np.uint8)]), "RGBA"),
+        "la.png": Image.fromarray(gray).convert("LA"),
+        "palette.png": Image.fromarray(rgb).convert("P"),
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+        "gray16.png": Image.fromarray(gray.astype(np.uint16) * 257),
+        "bilevel.png": Image.fromarray(gray).convert("1"),
+        "int32.tif": Image.fromarray(gray).convert("I"),
+    }
+    for name, im in files.items():
+        im.save(folder / name)
+    pal = Image.fromarray(rgb).convert("P")
+    pal.save(folder / "palette_transparent.png", transparency=0)
+    Image.fromarray(gray.astype(np.float32) / 255).save(folder / "float32.tif")
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_common_image_variants_fuse_or_get_a_clear_message(fuser, images, tmp_path):
+    rgb, gray = images
+    names = _variants(tmp_path / "A", rgb, gray)
+    (tmp_path / "B").mkdir()
+    for n in names:
+        Image.fromarray(gray).save(tmp_path / "B" / n)
+    summary = fuser.fuse_folders(tmp_path / "A", tmp_path / "B", tmp_path / "out", ext=".png", progress=False)
+    assert sorted(summary.fused) == sorted(n for n in names if n != "float32.tif")
+    ((failed, reason),) = summary.failed.items()
+    assert failed == "float32.tif" and "32-bit floating-point image" in reason and "16-bit" in reason
+    assert read_image(tmp_path / "out" / "rgba.png").shape == (24, 24, 3)  # opaque colour output
+    assert read_image(tmp_path / "out" / "gray16.png").dtype == np.uint16  # 16-bit in, 16-bit out
