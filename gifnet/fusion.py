@@ -25,11 +25,13 @@ import torch
 
 from gifnet import color
 from gifnet.data.io import (
+    IMAGE_EXTENSIONS,
     DataError,
     SizeMismatchError,
     describe_error,
     list_images,
     match_pairs,
+    normalize_ext,
     read_image,
     write_image_atomic,
 )
@@ -267,11 +269,16 @@ class Fuser:
         from tqdm import tqdm
 
         t0 = time.perf_counter()
+        ext = normalize_ext(ext)
         out = Path(out)
         summary = FuseSummary()
         jobs = self._jobs(Path(a), None if b is None else Path(b), skip_unpaired, summary)
-        targets = self._targets(jobs, out, ext, Path(a), None if b is None else Path(b))  # checked before any work
-        out.mkdir(parents=True, exist_ok=True)
+        out_file = self._out_file(out, single=Path(a).is_file())
+        targets = ([out_file] if out_file is not None else
+                   self._targets(jobs, out, ext, Path(a), None if b is None else Path(b)))  # checked before any work
+        if out_file is not None:
+            self._check_not_input(out_file, jobs, Path(a), None if b is None else Path(b))
+        (out.parent if out_file is not None else out).mkdir(parents=True, exist_ok=True)
         for (name, pa, pb), target in tqdm(list(zip(jobs, targets)), desc=f"fuse {self.task.name}",
                                            disable=not progress or len(jobs) < 2):  # fmt: skip
             try:
@@ -291,6 +298,29 @@ class Fuser:
                 log.error("%s: %s", name, summary.failed[name])
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _out_file(self, out: Path, single: bool) -> Path | None:
+        """``out`` naming an output file (one input pair and an image extension), else None (a folder).
+
+        Refused before any work: an existing file as the output folder, a file name for folder inputs, a remote
+        output that is not a TIFF."""
+        named_file = out.suffix.lower() in IMAGE_EXTENSIONS
+        if out.exists() and not out.is_dir() and not (single and named_file):
+            raise ValueError(f"out={out} is an existing file: give a folder for the outputs")
+        if not named_file:
+            return None
+        if not single:
+            raise ValueError(f"out={out} names a file ({out.suffix}) but the inputs are folders: give a folder")
+        if self.task.kind == "remote" and out.suffix.lower() not in (".tif", ".tiff"):
+            raise ValueError(f"out={out}: remote-sensing outputs are multi-band TIFFs: name it .tif")
+        return out
+
+    @staticmethod
+    def _check_not_input(target: Path, jobs, a: Path, b: Path | None) -> None:
+        if target.resolve() in {p.resolve() for job in jobs for p in job[1:] if p is not None}:
+            raise ValueError(f"refusing to overwrite input {target}: choose another output")
+        if target.parent.resolve() in {(p if p.is_dir() else p.parent).resolve() for p in (a, b) if p is not None}:
+            raise ValueError(f"out={target} is in an input folder: outputs are never written into input folders")
 
     def _targets(self, jobs, out: Path, ext: str | None, a: Path, b: Path | None) -> list[Path]:
         """Output paths of ``jobs``; refuses, before any work, outputs in an input folder or on an input, and
@@ -381,6 +411,15 @@ def load_fuse_config(overrides: Sequence[str] = ()):
 
 def fuse_from_config(cfg) -> FuseSummary:
     """Run the fusion described by a :func:`load_fuse_config` config (folders, a file pair, or a stack)."""
+    ext = normalize_ext(cfg.ext)  # settings first, before the checkpoint is read
+    target = None
+    if cfg.input.stack:
+        stack, out = Path(cfg.input.stack), Path(cfg.out)
+        target = out if out.suffix.lower() in IMAGE_EXTENSIONS else out / (stack.name + (ext or ".png"))
+        if target.parent.resolve() == stack.resolve():
+            raise ValueError(f"out={cfg.out} is the stack folder: outputs are never written into input folders")
+        if target.exists() and target.is_dir():
+            raise ValueError(f"out={target} is a folder: name the output file or its parent folder")
     fuser = Fuser.from_checkpoint(
         cfg.checkpoint, task=cfg.task, color_mode=cfg.color_mode, device=cfg.device,
         precision=cfg.precision, resize=cfg.resize,
@@ -388,11 +427,9 @@ def fuse_from_config(cfg) -> FuseSummary:
     if cfg.input.stack:
         t0 = time.perf_counter()
         files = list_images(cfg.input.stack)
-        out = Path(cfg.out)
-        target = out if out.suffix else out / (Path(cfg.input.stack).name + (cfg.ext or ".png"))
         write_image_atomic(target, fuser.fuse_stack([read_image(p) for p in files]))
         log.info("fused a stack of %d images into %s", len(files), target)
         return FuseSummary(fused=[target.name], seconds=time.perf_counter() - t0)
     return fuser.fuse_folders(
-        cfg.input.a, cfg.input.b, cfg.out, skip_unpaired=cfg.skip_unpaired, ext=cfg.ext, progress=cfg.progress
+        cfg.input.a, cfg.input.b, cfg.out, skip_unpaired=cfg.skip_unpaired, ext=ext, progress=cfg.progress
     )

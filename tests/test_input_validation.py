@@ -111,3 +111,45 @@ def test_common_image_variants_fuse_or_get_a_clear_message(fuser, images, tmp_pa
     assert failed == "float32.tif" and "32-bit floating-point image" in reason and "16-bit" in reason
     assert read_image(tmp_path / "out" / "rgba.png").shape == (24, 24, 3)  # opaque colour output
     assert read_image(tmp_path / "out" / "gray16.png").dtype == np.uint16  # 16-bit in, 16-bit out
+
+
+@pytest.fixture()
+def pair_folders(tmp_path, images):
+    for side in ("A", "B"):
+        (tmp_path / side).mkdir()
+        Image.fromarray(images[1]).save(tmp_path / side / "x.png")
+    return tmp_path
+
+
+@pytest.mark.parametrize("ext, written", [("png", "x.png"), (".PNG", "x.png"), (" .tif ", "x.tif"), ("jpg", "x.jpg"),
+                                          (None, "x.png"), ("", "x.png"), ("null", "x.png")])  # fmt: skip
+def test_ext_is_normalised(fuser, pair_folders, ext, written):
+    s = fuser.fuse_folders(pair_folders / "A", pair_folders / "B", pair_folders / "out", ext=ext, progress=False)
+    assert s.fused == ["x.png"] and sorted(p.name for p in (pair_folders / "out").iterdir()) == [written]
+
+
+@pytest.mark.parametrize(
+    "a, b, ext, out, match",
+    [
+        ("A", "B", ".xyz", "out", r"ext='\.xyz' is not a supported image extension"),
+        ("A", "B", ". png", "out", "not a supported image extension"),
+        ("A", "B", 3, "out", "ext must be an image extension"),
+        ("A", "B", ".png", "afile", "is an existing file: give a folder"),
+        ("A", "B", ".png", "fused.png", r"names a file \(\.png\) but the inputs are folders"),
+        ("A/x.png", "B/x.png", ".png", "A/x.png", "refusing to overwrite input"),
+        ("A/x.png", "B/x.png", ".png", "A/other.png", "in an input folder"),
+        ("A", "B", ".png", "A", "is an input folder"),
+    ],
+)
+def test_bad_output_settings_are_refused_before_any_work(fuser, pair_folders, a, b, ext, out, match):
+    (pair_folders / "afile").write_text("not a folder")
+    before = sorted(str(p) for p in pair_folders.rglob("*"))
+    with pytest.raises(ValueError, match=match):
+        fuser.fuse_folders(pair_folders / a, pair_folders / b, pair_folders / out, ext=ext, progress=False)
+    assert sorted(str(p) for p in pair_folders.rglob("*")) == before  # nothing written, nothing created
+
+
+def test_one_pair_into_a_named_output_file(fuser, pair_folders):
+    s = fuser.fuse_folders(pair_folders / "A" / "x.png", pair_folders / "B" / "x.png", pair_folders / "o" / "f.png",
+                           progress=False)  # fmt: skip
+    assert s.fused == ["x.png"] and read_image(pair_folders / "o" / "f.png").shape == (24, 24)

@@ -34,6 +34,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "DataError",
     "describe_error",
+    "normalize_ext",
     "ImageReadError",
     "PairingError",
     "SizeMismatchError",
@@ -124,6 +125,24 @@ def check_pixel_count(path: str | os.PathLike, w: int | None, h: int | None) -> 
 
 class DataError(ValueError):
     """Base class of every data problem raised by :mod:`gifnet.data`."""
+
+
+def normalize_ext(ext: str | None, key: str = "ext") -> str | None:
+    """An output extension setting, validated once: ``None``/``""``/``"null"`` keep the input's extension;
+    ``"png"``, ``".PNG"``, ``" .png "`` → ``".png"``; anything not in :data:`IMAGE_EXTENSIONS` is a ``ValueError``
+    naming ``key``."""
+    if ext is None:
+        return None
+    if not isinstance(ext, str):
+        raise ValueError(f"{key} must be an image extension such as .png, or null, got {ext!r}")
+    e = ext.strip().lower()
+    if e in ("", "null", "none"):
+        return None
+    e = e if e.startswith(".") else "." + e
+    if e not in IMAGE_EXTENSIONS or any(c.isspace() for c in e):
+        raise ValueError(f"{key}={ext!r} is not a supported image extension (one of {', '.join(IMAGE_EXTENSIONS)}, "
+                         "or null to keep the input's)")
+    return e
 
 
 def describe_error(e: BaseException) -> str:
