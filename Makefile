@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train demo test test-fast lint import-official clean
+.PHONY: install train demo test lint import-official clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(STAMP)
 train: $(STAMP)
 	$(PY) scripts/train.py task=joint
 
-# Fuse a generated demo pair with a randomly initialised model (no data needed).
+# Fuse a generated demo pair: the released weights when ../shared is present, else a randomly initialised model.
 demo: $(STAMP)
 	$(PY) scripts/demo_fuse.py
 
