@@ -577,6 +577,7 @@ def run_study(
             print(text)
         return {"dry_run": True, "status": study_status(study)}
     trained, failed = [], []
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
     for run in study.runs() if train else []:
         if only and run.variant not in only:
             continue
@@ -588,6 +589,8 @@ def run_study(
         try:
             train_run(run, train_overrides)
             trained.append(f"{run.variant}/seed{run.seed}")
+            if single:  # the table fills as runs land (under torchrun the ranks stay together: tables at the end)
+                _evaluate_and_tabulate(study, results_dir, eval_overrides)
         except NonFiniteLossError as e:  # a recipe that diverges is a result: recorded, the study goes on
             log.error("run %s/seed%d failed: %s", run.variant, run.seed, e)
             if rank == 0:
@@ -598,20 +601,25 @@ def run_study(
     cleanup()
     if rank != 0:
         return {"trained": trained, "failed": failed}
+    paths = _evaluate_and_tabulate(study, results_dir, eval_overrides)
+    log.info("%s", format_status(study))
+    log.info("study table: %s", paths.get("md"))
+    return {"trained": trained, "failed": failed, "tables": {k: str(v) for k, v in paths.items()}}
+
+
+def _evaluate_and_tabulate(study: Study, results_dir, eval_overrides: Sequence[str]) -> dict[str, Path]:
+    """Evaluate every finished run and reference not evaluated yet (SHA-256 stamps), then rebuild the table."""
+    from gifnet.data.datasets import resolve_path
+
     for run in study.runs():
         if run_state(run)[0] == "done":
             check_identity(run)
             evaluate_checkpoint(run.last, _eval_dir(run.run_dir, study.eval), study.eval, run.variant,
                                 eval_overrides)  # fmt: skip
-    from gifnet.data.datasets import resolve_path
-
     for ref, path in study.references.items():
         p = resolve_path(path)
         if not p.is_file():
             log.warning("reference %s: %s not found; row left empty", ref, p)
             continue
         evaluate_checkpoint(p, _eval_dir(study.dir / "reference" / ref, study.eval), study.eval, ref, eval_overrides)
-    paths = write_study_table(study, results_dir or study.dir / "results")
-    log.info("%s", format_status(study))
-    log.info("study table: %s", paths.get("md"))
-    return {"trained": trained, "failed": failed, "tables": {k: str(v) for k, v in paths.items()}}
+    return write_study_table(study, results_dir or study.dir / "results")

@@ -70,6 +70,10 @@ def test_tiny_study_stops_resumes_and_tabulates(tmp_path, monkeypatch):
         run_study(study, results_dir=tmp_path / "res", eval_overrides=ev)
     states = [r["state"] for r in study_status(study)["runs"]]
     assert states == ["done", "done", "partial", "todo"]
+    # the table fills as runs land: both finished runs are already evaluated and tabulated
+    early = (tmp_path / "res" / "table.md").read_text()
+    assert "`base`" in early
+    assert all((r.run_dir / "eval" / "quick" / "per_image.csv").is_file() for r in runs[:2])
     st = study_status(study)
     assert st["runs"][2]["iteration"] == 1 and st["eta_s"] is not None and st["eta_s"] > 0
     monkeypatch.setattr(trainer_mod.Trainer, "train_iteration", real)
