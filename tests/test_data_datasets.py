@@ -277,6 +277,9 @@ def test_small_images_pad_or_reject(tmp_path):
     assert len(rejected) == 1 and rejected.n_rejected_small == 1
     with pytest.raises(ValueError, match="small_policy"):
         pairs_dataset(root, crop_size=CROP, small_policy="resize")
+    # a crop beyond every image: refused with the crop size and what to do
+    with pytest.raises(DataError, match=r"2 smaller than the 64px crop.*small_policy=pad or a smaller data\.crop_size"):
+        pairs_dataset(root, crop_size=64, small_policy="reject")
 
 
 def test_corrupt_files_skipped_counted_or_abort(tmp_path):

@@ -276,7 +276,10 @@ class JointFusionDataset(Dataset):
                 stacklevel=2,
             )
         if not kept:
-            raise DataError(f"{name}: no usable scene left out of {n} (corrupt or too small)")
+            raise DataError(
+                f"{name}: no usable scene left out of {n}: {len(self.corrupt)} unreadable, {len(self.rejected_small)} "
+                f"smaller than the {self.crop_size}px crop (small_policy=reject: use small_policy=pad or a smaller "
+                "data.crop_size)")
         self.scenes = kept
         # interleaved: every scene once, then every scene with repeat ≥ 2 again, … (an epoch prefix or an
         # unshuffled export covers all scenes first)
