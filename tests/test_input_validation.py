@@ -153,3 +153,19 @@ def test_one_pair_into_a_named_output_file(fuser, pair_folders):
     s = fuser.fuse_folders(pair_folders / "A" / "x.png", pair_folders / "B" / "x.png", pair_folders / "o" / "f.png",
                            progress=False)  # fmt: skip
     assert s.fused == ["x.png"] and read_image(pair_folders / "o" / "f.png").shape == (24, 24)
+
+
+def test_a_stack_output_never_lands_in_the_stack_folder(pair_folders):
+    from gifnet.fusion import fuse_from_config, load_fuse_config
+
+    stack = pair_folders / "A"
+    for out in (stack, stack / "fused.png"):
+        cfg = load_fuse_config([f"checkpoint={pair_folders / 'never_read.pt'}", "task=meif", f"input.stack={stack}",
+                                f"out={out}"])  # fmt: skip
+        with pytest.raises(ValueError, match="stack folder"):  # refused before the checkpoint is even read
+            fuse_from_config(cfg)
+    cfg = load_fuse_config([f"checkpoint={pair_folders / 'x.pt'}", "task=meif", f"input.stack={stack}",
+                            f"out={pair_folders / 'out'}", "ext=.xyz"])  # fmt: skip
+    with pytest.raises(ValueError, match="not a supported image extension"):
+        fuse_from_config(cfg)
+    assert sorted(p.name for p in stack.iterdir()) == ["x.png"]
