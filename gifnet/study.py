@@ -224,25 +224,18 @@ def _identity(run: RunSpec) -> dict:
     return OmegaConf.to_container(compose_train_config(run.overrides), resolve=True)
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def check_identity(run: RunSpec) -> None:
     """Refuse to reuse a run folder whose stored configuration differs from what the study composes today
     (an edited experiment or study config): its results would be labelled with a recipe they were not trained with.
     """
     import yaml
 
+    from gifnet.engine.resume import flatten
+
     path = run.run_dir / "identity.yaml"
     if not path.is_file():
         return
-    stored, now = _flat(yaml.safe_load(path.read_text())), _flat(_identity(run))
+    stored, now = flatten(yaml.safe_load(path.read_text())), flatten(_identity(run))
     diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
     if diff:
         shown = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])

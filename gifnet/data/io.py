@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+# before cv2 is imported: OpenCV reads its limit once (the default below, DEFAULT_MAX_IMAGE_PIXELS)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", os.environ.get("GIFNET_MAX_IMAGE_PIXELS", str(1 << 30)))
 
 import cv2  # noqa: E402  (reads OPENCV_IO_MAX_IMAGE_PIXELS when first imported)
@@ -68,9 +69,11 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 
 _CV2_FIRST = {".png", ".tif", ".tiff"}
 
+DEFAULT_MAX_IMAGE_PIXELS = 1 << 30  # OpenCV's own default
+
 
 def _pixel_limit_from_env() -> int:
-    raw = os.environ.get("GIFNET_MAX_IMAGE_PIXELS", str(1 << 30))
+    raw = os.environ.get("GIFNET_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_IMAGE_PIXELS))
     try:
         value = int(raw)
     except ValueError:
