@@ -7,11 +7,21 @@ import math
 import numpy as np
 import pytest
 
-from gifnet.metrics import METRICS, compute, core, list_conventions, list_metrics, pansharpening, read_for_metrics
+from gifnet.metrics import (
+    METRICS,
+    compute,
+    compute_checked,
+    core,
+    list_conventions,
+    list_metrics,
+    pansharpening,
+    read_for_metrics,
+)
 from gifnet.metrics._matlab import (
     blocks_sum,
     conv2_same,
     conv3x3_same_matlab_order,
+    filter2_valid,
     fspecial_gaussian,
     normalize1,
     rgb2gray,
@@ -176,6 +186,84 @@ def test_ssim_family_identities(imgs) -> None:
     assert core.q_e(a, a, a) == pytest.approx(1.0)
 
 
+def _flat_scene(seed: int = 0):
+    """Sources with flat bright areas (levels differ, so their round-off does too), a black area, and their
+    mean: the case of saturated multi-exposure and black-background medical images."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (48, 56)).astype(float)
+    b = rng.integers(0, 256, (48, 56)).astype(float)
+    a[:20, :30] = 254.0  # flat in both sources
+    b[:20, :30] = 201.0
+    a[30:, 35:] = 0.0  # black in A only
+    return a, b, np.round((a + b) / 2)
+
+
+def test_liu_qy_qc_flag_values_that_round_off_decides() -> None:
+    """With C = 2e-16, windows flat in two images are ratios of round-off: the bound says so; textured
+    images have no such window (bound 0) and are never flagged."""
+    a, b, f = _flat_scene()
+    for fn in (core.qy_roundoff, core.qc_roundoff):
+        value, bound = fn(a, b, f)
+        assert bound > 0.01  # a fifth of the windows lie in the shared saturated area
+        assert core.roundoff_dominated(value, bound)
+    rng = np.random.default_rng(1)
+    x, y = (rng.integers(1, 255, (40, 40)).astype(float) for _ in range(2))
+    for fn, plain in ((core.qy_roundoff, core.qy), (core.qc_roundoff, core.qc)):
+        value, bound = fn(x, y, np.round((x + y) / 2))
+        assert bound == 0.0 and value == plain(x, y, np.round((x + y) / 2))
+        assert not core.roundoff_dominated(value, bound)
+
+
+def test_liu_qy_changes_with_the_summation_order_where_flagged(monkeypatch) -> None:
+    """What the flag means: the same formula with another summation order (one 2-D filter instead of two
+    1-D passes) moves flagged Liu values beyond their precision; well-conditioned values stay put."""
+    a, b, f = _flat_scene()
+    liu = {fn: fn(a, b, f) for fn in (core.qy, core.qc)}
+    good = {fn: fn(a, b, f, well_conditioned=True) for fn in (core.qy, core.qc)}
+    monkeypatch.setattr(core, "filter2_valid_sep", lambda x, g: filter2_valid(x, np.outer(g, g)))
+    for fn in (core.qy, core.qc):
+        assert not matches(fn(a, b, f), liu[fn])
+        assert fn(a, b, f, well_conditioned=True) == pytest.approx(good[fn], rel=1e-12)
+
+
+def test_standard_qy_qc_are_well_conditioned_and_bounded() -> None:
+    """``standard``: Wang's constants and exact flat statistics: values in [-1, 1] on flat and saturated
+    images, never flagged, 1 for a perfect fusion."""
+    a, b, f = _flat_scene()
+    for m in ("Qy", "Qc"):
+        v = compute_checked("standard", a.astype(np.uint8), b.astype(np.uint8), f.astype(np.uint8), [m])[m]
+        assert -1.0 <= v.value <= 1.0 and not v.roundoff
+    flat = np.full((30, 30), 255.0)
+    assert core.qy(flat, flat, flat, well_conditioned=True) == pytest.approx(1.0)
+    assert core.qc(flat, flat, flat, well_conditioned=True) == pytest.approx(1.0)
+    assert core.qy(a, a, a, well_conditioned=True) == pytest.approx(1.0)
+
+
+def test_mefb_qy_qc_are_flagged_per_channel() -> None:
+    """The mefb dispatch averages the channels' round-off bounds; ``compute`` returns the same values unflagged."""
+    a, b, f = _flat_scene()
+    rgb = [np.repeat(x[..., None], 3, axis=2).astype(np.uint8) for x in (a, b, f)]
+    checked = compute_checked("mefb", *rgb, ["Qy", "Qc", "SD"])
+    assert checked["Qy"].roundoff and checked["Qc"].roundoff and not checked["SD"].roundoff
+    assert compute("mefb", *rgb, ["Qy", "Qc", "SD"]) == {k: v.value for k, v in checked.items()}
+    assert checked["Qy"].roundoff_bound == pytest.approx(core.qy_roundoff(a, b, f)[1])
+
+
+def test_tang_nabf_is_the_toolbox_call_and_standard_is_kumars_order() -> None:
+    """Tang's analysis_nabf(IR, VIS, F) takes (F, A, B): IR plays the fused image; ``standard`` keeps
+    Kumar's (A, B, F). The two differ, and an artefact-free fusion (F = A) has standard Nabf 0."""
+    rng = np.random.default_rng(5)
+    ir, vis = (rng.integers(0, 256, (64, 72)).astype(np.uint8) for _ in range(2))
+    f = ((ir.astype(int) + vis) // 2).astype(np.uint8)
+    t = compute("tang", ir, vis, f, ["Nabf", "MS_SSIM"])
+    assert t["Nabf"] == pytest.approx(core.nabf(vis.astype(float), f.astype(float), ir.astype(float)))
+    s = compute("standard", ir, vis, f, ["Nabf", "MEF_MS_SSIM"])
+    assert s["Nabf"] == pytest.approx(core.nabf(ir.astype(float), vis.astype(float), f.astype(float)))
+    assert s["Nabf"] != pytest.approx(t["Nabf"])
+    assert t["MS_SSIM"] == pytest.approx(s["MEF_MS_SSIM"])
+    assert compute("standard", ir, vis, ir, ["Nabf"])["Nabf"] == 0.0
+
+
 def test_mef_ssim_matches_loop_reference() -> None:
     """Vectorised MEF-SSIM equals a direct per-patch transcription of the algorithm."""
     rng = np.random.default_rng(3)
@@ -301,7 +389,7 @@ def test_pansharpening_reduced_and_full() -> None:
 def test_registry_lists_and_directions() -> None:
     assert set(list_conventions()) >= {"vifb", "tang", "tang_2023", "mefb", "standard"}
     assert len(list_metrics("vifb")) == 13
-    assert len(list_metrics("tang")) == 11
+    assert len(list_metrics("tang")) == 13  # 11 of Metric_TNO.xlsx + the easy=0 Nabf and MS_SSIM
     assert len(list_metrics("mefb")) == 16
     assert METRICS["vifb"]["Qcv"].direction == "lower"
     assert METRICS["vifb"]["Rmse"].higher_is_better is False

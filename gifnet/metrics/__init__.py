@@ -17,10 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from gifnet.metrics.conventions import CONVENTIONS, MetricInfo
+from gifnet.metrics.conventions import CONVENTIONS, MetricInfo, MetricValue, as_value
 from gifnet.metrics.io import read_for_metrics
 
-__all__ = ["CONVENTIONS", "METRICS", "MetricInfo", "compute", "list_conventions", "list_metrics", "read_for_metrics"]
+__all__ = [
+    "CONVENTIONS",
+    "METRICS",
+    "MetricInfo",
+    "MetricValue",
+    "compute",
+    "compute_checked",
+    "list_conventions",
+    "list_metrics",
+    "read_for_metrics",
+]
 
 #: Metadata per convention: ``METRICS[convention][metric] -> MetricInfo`` (name, direction, description).
 METRICS: dict[str, dict[str, MetricInfo]] = {
@@ -81,6 +91,24 @@ def compute(
 
     Raises:
         ValueError: unknown convention or metric name, or mismatched image sizes.
+
+    Values that floating-point round-off decides (:class:`MetricValue`) are returned as computed; use
+    :func:`compute_checked` to know which they are.
+    """
+    return {k: v.value for k, v in compute_checked(convention, a, b, f, metrics).items()}
+
+
+def compute_checked(
+    convention: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    f: np.ndarray,
+    metrics: list[str] | None = None,
+) -> dict[str, MetricValue]:
+    """:func:`compute` with each value's round-off flag (:class:`MetricValue`).
+
+    Today the flagged metrics are ``mefb``'s Qy and Qc (Liu's C = 2e-16): on windows that are flat in both
+    images their ratio is one of filter round-off, and the value can be anything (docs/metrics.md).
     """
     table = _table(convention)
     names = list(table) if metrics is None else list(metrics)
@@ -90,4 +118,4 @@ def compute(
     a, b, f = np.asarray(a), np.asarray(b), np.asarray(f)
     _check_shapes(a, b, f)
     a, b, f = (x[..., 0] if x.ndim == 3 and x.shape[2] == 1 else x for x in (a, b, f))
-    return {m: float(table[m][0](a, b, f)) for m in names}
+    return {m: as_value(table[m][0](a, b, f)) for m in names}

@@ -42,7 +42,48 @@ class MetricInfo:
         return "higher" if self.higher_is_better else "lower"
 
 
-MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric value and how far floating-point round-off can move it.
+
+    Attributes:
+        value: the value as the convention's formula computes it in floating point.
+        roundoff_bound: the most that round-off (another summation order, library or machine) can change
+            it (0 for metrics whose value does not depend on round-off; see
+            :func:`gifnet.metrics.core.qy_roundoff`).
+    """
+
+    value: float
+    roundoff_bound: float = 0.0
+
+    @property
+    def roundoff(self) -> bool:
+        """True when round-off decides the value beyond its precision: tables mark it, means leave it out."""
+        return self.roundoff_bound > 0 and core.roundoff_dominated(self.value, self.roundoff_bound)
+
+
+MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], "float | MetricValue"]
+
+
+def as_value(x: float | MetricValue) -> MetricValue:
+    """A metric function's result as a :class:`MetricValue`."""
+    return x if isinstance(x, MetricValue) else MetricValue(float(x))
+
+
+def _checked(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]) -> MetricFn:
+    """Wrap a ``(value, round-off bound)`` function into a :class:`MetricValue`."""
+
+    def wrapped(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> MetricValue:
+        value, bound = fn(a, b, f)
+        return MetricValue(float(value), float(bound))
+
+    return wrapped
+
+
+def _mean_values(vals: list[float | MetricValue]) -> MetricValue:
+    """Channel mean, with the mean of the channels' round-off bounds."""
+    vs = [as_value(v) for v in vals]
+    return MetricValue(float(np.mean([v.value for v in vs])), float(np.mean([v.roundoff_bound for v in vs])))
 
 
 def _d(x: np.ndarray) -> np.ndarray:
@@ -206,6 +247,20 @@ def _tang_table(legacy: bool) -> dict[str, tuple[MetricFn, MetricInfo]]:
             (lambda a, b, f: core.qabf(a / 255.0, b / 255.0, f / 255.0, matlab_order=True)) if legacy else core.qabf,
             MetricInfo("Qabf", True, f"Xydeas-Petrovic Q^{{AB/F}} ({tag}: {'[0,1]' if legacy else '0-255'} data)"),
         ),
+        # easy=0 metrics of analysis_Reference (no column in Metric_TNO.xlsx: the same in both tables)
+        "Nabf": (
+            core.nabf_tang,
+            MetricInfo(
+                "Nabf",
+                False,
+                "toolbox Nabf: analysis_nabf(IR, VIS, F) on 0-255, whose signature is "
+                "(F, A, B), so IR plays the fused image (METRICS.md 2.11)",
+            ),
+        ),
+        "MS_SSIM": (
+            lambda a, b, f: core.mef_ms_ssim([a, b], f),
+            MetricInfo("MS_SSIM", True, "analysis_ms_ssim = Ma's 3-level MEF-MS-SSIM of [IR, VIS] (not Wang's)"),
+        ),
     }
     return {k: (_tang_wrap(fn), info) for k, (fn, info) in t.items()}
 
@@ -238,7 +293,7 @@ def _mefb_dispatch(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], float]) ->
         if f.ndim == 2:
             return fn(_gray(a), _gray(b), _d(f))
         vals = [fn(_chan(a, k), _chan(b, k), _d(f[..., k])) for k in range(f.shape[2])]
-        return float(np.mean(vals))
+        return _mean_values(vals)
 
     return wrapped
 
@@ -270,12 +325,12 @@ MEFB: dict[str, tuple[MetricFn, MetricInfo]] = {
         MetricInfo("Qw", True, "MEFB 'Qw' = Piella Qw of the Prewitt edge images only, per channel"),
     ),
     "Qy": (
-        _mefb_dispatch(lambda a, b, f: core.qy(a, b, f, octave_exact=True)),
-        MetricInfo("Qy", True, "Yang's SSIM-based metric (C=2e-16, Octave-exact filtering), per channel"),
+        _mefb_dispatch(_checked(core.qy_roundoff)),
+        MetricInfo("Qy", True, "Yang's SSIM-based metric (Liu's C=2e-16), per channel; round-off flagged"),
     ),
     "Qc": (
-        _mefb_dispatch(lambda a, b, f: core.qc(a, b, f, octave_exact=True)),
-        MetricInfo("Qc", True, "Cvejic's SSIM-based metric (C=2e-16, Octave-exact filtering), per channel"),
+        _mefb_dispatch(_checked(core.qc_roundoff)),
+        MetricInfo("Qc", True, "Cvejic's SSIM-based metric (Liu's C=2e-16), per channel; round-off flagged"),
     ),
     "VIF": (_mefb_dispatch(core.viff), MetricInfo("VIF", True, "Han's VIFF (0-1), per channel")),
     "NMI": (_mefb_dispatch(core.nmi), MetricInfo("NMI", True, "Hossny normalised MI (0-2), per channel")),
@@ -344,8 +399,16 @@ _STANDARD_RAW: dict[str, tuple[Callable, bool, str]] = {
     "CE": (core.ce, False, "cross entropy (bits), mean over sources"),
     "Qcb": (core.qcb, True, "Chen-Blum (0-1)"),
     "Qcv": (core.qcv, False, "Chen-Varshney (unbounded)"),
-    "Qy": (core.qy, True, "Yang's metric"),
-    "Qc": (core.qc, True, "Cvejic's metric"),
+    "Qy": (
+        lambda a, b, f: core.qy(a, b, f, well_conditioned=True),
+        True,
+        "Yang's metric, Wang's SSIM constants (well-conditioned; Liu's C=2e-16 is mefb's)",
+    ),
+    "Qc": (
+        lambda a, b, f: core.qc(a, b, f, well_conditioned=True),
+        True,
+        "Cvejic's metric, Wang's SSIM constants (well-conditioned; Liu's C=2e-16 is mefb's)",
+    ),
     "Qs": (core.q_s, True, "Piella Qs (SSIM maps)"),
     "Qw": (core.q_w, True, "Piella Qw (saliency-weighted)"),
     "Qe": (core.q_e, True, "Piella Qe = Qw * Qw(edges)"),

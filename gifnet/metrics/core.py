@@ -25,7 +25,6 @@ from gifnet.metrics._matlab import (
     entropy_from_counts,
     filter2_same,
     filter2_valid,
-    filter2_valid_fma_at,
     filter2_valid_sep,
     freq_filter,
     freqspace_meshgrid,
@@ -34,7 +33,6 @@ from gifnet.metrics._matlab import (
     hist256,
     joint_hist256,
     normalize1,
-    octave_fspecial_gaussian,
     round_half_away,
     to_uint8,
 )
@@ -311,47 +309,53 @@ _G11 = gaussian_1d(11, 1.5)
 _G7 = gaussian_1d(7, 1.5)
 
 
+#: Largest local (co)variance that is treated as round-off of a flat window (0-255 data). A window of
+#: 8-bit data that is not flat has a true local variance of at least ~1e-6 (11x11 Gaussian, one corner
+#: pixel off by one grey level; 1.3e-3 for the 7x7 window of Qy/Qc), while E[x^2] - E[x]^2 leaves at
+#: most ~1e-9 of round-off in a flat one (2.2e-16 relative on values up to 255^2).
+ROUNDOFF_VARIANCE = 1e-7
+
+
 def ssim_maps(
     x: np.ndarray,
     y: np.ndarray,
     c1: float,
     c2: float,
     g: np.ndarray = _G11,
-    exact_window: np.ndarray | None = None,
+    exact_flat: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Wang's ``ssim_index`` on 'valid' windows with a separable Gaussian ``g``.
 
     Args:
-        exact_window: if given, the statistics of windows that are flat in ``x`` or ``y`` (pure
-            round-off) are recomputed with this 2-D window using the Octave/FMA emulation
-            (:func:`gifnet.metrics._matlab.filter2_valid_fma_at`).
+        exact_flat: set the local (co)variances of flat windows to their exact value 0 (those below
+            :data:`ROUNDOFF_VARIANCE`; a covariance is 0 where either variance is): the result is then
+            the formula in exact arithmetic for 8-bit data instead of a ratio of round-off.
 
     Returns:
         (ssim_map, sigma_x^2, sigma_y^2, sigma_xy). With ``c1 = c2 = 0`` the guarded formula of the
         reference code is used.
     """
+    return _ssim_from_stats(*_local_stats(x, y, g, exact_flat), c1, c2)
 
-    def flt(z):
-        return filter2_valid_sep(z, g)
 
-    mu1 = flt(x)
-    mu2 = flt(y)
-    s1 = flt(x * x) - mu1 * mu1
-    s2 = flt(y * y) - mu2 * mu2
-    s12 = flt(x * y) - mu1 * mu2
-    if exact_window is not None:
-        # Windows that are flat in x or y have zero true variance: their statistics are pure round-off
-        # and are recomputed with the Octave/FMA emulation (elsewhere the difference is ~1e-16 relative,
-        # and integer-valued images have a variance of at least ~1e-3 in any non-flat window).
-        rows, cols = np.nonzero((s1 < 1e-6) | (s2 < 1e-6))
-        if rows.size:
-            m1 = filter2_valid_fma_at(x, exact_window, rows, cols)
-            m2 = filter2_valid_fma_at(y, exact_window, rows, cols)
-            mu1[rows, cols] = m1
-            mu2[rows, cols] = m2
-            s1[rows, cols] = filter2_valid_fma_at(x * x, exact_window, rows, cols) - m1 * m1
-            s2[rows, cols] = filter2_valid_fma_at(y * y, exact_window, rows, cols) - m2 * m2
-            s12[rows, cols] = filter2_valid_fma_at(x * y, exact_window, rows, cols) - m1 * m2
+def _local_stats(x: np.ndarray, y: np.ndarray, g: np.ndarray, exact_flat: bool = False):
+    """Gaussian-window means, variances and covariance ('valid')."""
+    mu1 = filter2_valid_sep(x, g)
+    mu2 = filter2_valid_sep(y, g)
+    s1 = filter2_valid_sep(x * x, g) - mu1 * mu1
+    s2 = filter2_valid_sep(y * y, g) - mu2 * mu2
+    s12 = filter2_valid_sep(x * y, g) - mu1 * mu2
+    if exact_flat:
+        s1, s2, s12 = _exact_flat(s1, s2, s12)
+    return mu1, mu2, s1, s2, s12
+
+
+def _exact_flat(s1: np.ndarray, s2: np.ndarray, s12: np.ndarray):
+    flat1, flat2 = s1 < ROUNDOFF_VARIANCE, s2 < ROUNDOFF_VARIANCE
+    return np.where(flat1, 0.0, s1), np.where(flat2, 0.0, s2), np.where(flat1 | flat2, 0.0, s12)
+
+
+def _ssim_from_stats(mu1, mu2, s1, s2, s12, c1: float, c2: float):
     mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
     if c1 > 0 and c2 > 0:
         smap = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
@@ -505,53 +509,146 @@ def mef_ms_ssim(sources: list[np.ndarray], f: np.ndarray, levels: int = 3) -> fl
     return float(np.prod(np.array(q) ** weights))
 
 
-_W7_OCTAVE = octave_fspecial_gaussian(7, 1.5)
+#: Liu's constants for Qy and Qc (``metricYang.m``, ``metricCvejic.m``; MEFB uses the same code).
+C_LIU = 2e-16
+#: Wang's SSIM constants on 0-255 data, (0.01 L)^2 and (0.03 L)^2: the well-conditioned choice.
+C1_WANG, C2_WANG = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 
-def _ssim_yang(x: np.ndarray, y: np.ndarray, octave_exact: bool = False):
-    return ssim_maps(x, y, 2e-16, 2e-16, _G7, _W7_OCTAVE if octave_exact else None)
+def _nanmean(q: np.ndarray) -> float:
+    """Mean over the windows that are not NaN (Liu's code drops them), NaN if none is left."""
+    q = q[~np.isnan(q)]
+    return float(np.mean(q)) if q.size else float("nan")
 
 
-def _seq_mean(v: np.ndarray) -> float:
-    """``mean2`` with MATLAB's sequential summation over the column-major vector."""
-    return float(np.cumsum(v)[-1] / v.size) if v.size else float("nan")
-
-
-def qy(a: np.ndarray, b: np.ndarray, f: np.ndarray, octave_exact: bool = False) -> float:
-    """Qy (Yang 2008), Liu's ``metricYang.m``: Gaussian 7x7 SSIM with C1 = C2 = 2e-16.
-
-    With such tiny constants, flat windows turn filter round-off into huge ratios, so the value depends
-    on the exact floating-point filtering. ``octave_exact=True`` emulates Octave's FMA-accumulated
-    ``conv2`` and sequential ``mean2`` (needed to reproduce MEFB numbers; slower).
-    """
-    s_ab, sa, sb, _ = _ssim_yang(a, b, octave_exact)
-    s_af = _ssim_yang(a, f, octave_exact)[0]
-    s_bf = _ssim_yang(b, f, octave_exact)[0]
+def _qy_map(stats_ab, stats_af, stats_bf, c1, c2, flat_lambda):
+    s_ab, sa, sb, _ = _ssim_from_stats(*stats_ab, c1, c2)
+    s_af = _ssim_from_stats(*stats_af, c1, c2)[0]
+    s_bf = _ssim_from_stats(*stats_bf, c1, c2)[0]
     binm = s_ab >= 0.75
     with np.errstate(divide="ignore", invalid="ignore"):
         lam = sa / (sa + sb)
-        q1 = (lam * s_af + (1 - lam) * s_bf) * binm
-    q2 = np.maximum(s_af, s_bf) * (~binm)
-    res = (q1 + q2).T.ravel()
-    res = res[~np.isnan(res)]
-    return _seq_mean(res) if octave_exact else float(np.mean(res))
+    if flat_lambda is not None:
+        lam = np.where(sa + sb == 0, flat_lambda, lam)
+    with np.errstate(invalid="ignore"):  # as in metricYang.m: a NaN λ (or an Inf) drops the window either way
+        return (lam * s_af + (1 - lam) * s_bf) * binm + np.maximum(s_af, s_bf) * ~binm
 
 
-def qc(a: np.ndarray, b: np.ndarray, f: np.ndarray, octave_exact: bool = False) -> float:
-    """Qc (Cvejic 2006), Liu's ``metricCvejic.m``: covariance-weighted Gaussian 7x7 SSIM (C = 2e-16).
-
-    ``octave_exact``: see :func:`qy` (the covariance ratio is just as round-off sensitive).
-    """
-    s_af, _, _, cov_af = _ssim_yang(a, f, octave_exact)
-    s_bf, _, _, cov_bf = _ssim_yang(b, f, octave_exact)
+def _qc_map(stats_af, stats_bf, c1, c2, flat_mu):
+    s_af, _, _, cov_af = _ssim_from_stats(*stats_af, c1, c2)
+    s_bf, _, _, cov_bf = _ssim_from_stats(*stats_bf, c1, c2)
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = cov_af / (cov_af + cov_bf)
+    if flat_mu is not None:
+        mu = np.where(cov_af + cov_bf == 0, flat_mu, mu)
+    with np.errstate(invalid="ignore"):
         sim = mu * s_af + (1 - mu) * s_bf
-    sim[mu < 0] = 0.0
-    sim[mu > 1] = 1.0
-    sim = sim.T.ravel()
-    sim = sim[~np.isnan(sim)]
-    return _seq_mean(sim) if octave_exact else float(np.mean(sim))
+        sim[mu < 0] = 0.0
+        sim[mu > 1] = 1.0
+    return sim, s_af, s_bf
+
+
+def _exact(stats):
+    mu1, mu2, s1, s2, s12 = stats
+    return (mu1, mu2, *_exact_flat(s1, s2, s12))
+
+
+def _unbounded_width(q_float: np.ndarray, q_exact: np.ndarray) -> np.ndarray:
+    """Width of a window whose value is a ratio of round-off: at least 1 (a valid SSIM's size), more where
+    this computation already strays further from the exact value; 1 where either side is NaN (dropped)."""
+    with np.errstate(invalid="ignore"):
+        d = np.abs(q_float - q_exact)
+    return np.where(np.isnan(d), 1.0, np.maximum(d, 1.0))
+
+
+def qy(a: np.ndarray, b: np.ndarray, f: np.ndarray, well_conditioned: bool = False) -> float:
+    """Qy (Yang 2008): Gaussian 7x7 local SSIM; per window, if SSIM(A,B) >= 0.75,
+    λ SSIM(A,F) + (1-λ) SSIM(B,F) with λ = σ_A²/(σ_A²+σ_B²), else max(SSIM(A,F), SSIM(B,F)); mean.
+
+    ``well_conditioned=False``: Liu's ``metricYang.m`` (MEFB), C1 = C2 = 2e-16, NaN windows dropped. With
+    such constants a window that is flat in two of the images is a ratio of filter round-off (values in the
+    hundreds on saturated or black areas): :func:`qy_roundoff` bounds what round-off can change.
+
+    ``well_conditioned=True``: Wang's SSIM constants (0.01·255)², (0.03·255)², flat windows' statistics
+    exactly 0 and λ = 1/2 where both sources are flat: every window lies in [-1, 1] and no value depends
+    on round-off (the ``standard`` convention).
+    """
+    stats = [_local_stats(x, y, _G7) for x, y in ((a, b), (a, f), (b, f))]
+    if well_conditioned:
+        return _nanmean(_qy_map(*map(_exact, stats), C1_WANG, C2_WANG, 0.5))
+    return _nanmean(_qy_map(*stats, C_LIU, C_LIU, None))
+
+
+def qy_roundoff(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    """Liu's Qy and a bound on how far floating-point round-off can move it: ``(value, bound)``.
+
+    Flat windows (local variance below :data:`ROUNDOFF_VARIANCE`) have (co)variances that are pure
+    round-off. Where two of A, B, F are flat, a window's value is a ratio of round-off and can be anything
+    (width :func:`_unbounded_width`); where only one is, it moves by ~1e-8 at most. The bound is the sum of
+    the widths over the number of windows: the most the mean can change under another summation order.
+    """
+    stats = [_local_stats(x, y, _G7) for x, y in ((a, b), (a, f), (b, f))]
+    q = _qy_map(*stats, C_LIU, C_LIU, None)
+    fa, fb = stats[0][2] < ROUNDOFF_VARIANCE, stats[0][3] < ROUNDOFF_VARIANCE
+    ff = stats[1][3] < ROUNDOFF_VARIANCE
+    two_flat = (fa & fb) | (fa & ff) | (fb & ff)
+    if not two_flat.any():
+        return _nanmean(q), 0.0
+    q_exact = _qy_map(*map(_exact, stats), C_LIU, C_LIU, None)
+    return _nanmean(q), float(np.sum(_unbounded_width(q[two_flat], q_exact[two_flat])) / q.size)
+
+
+def qc(a: np.ndarray, b: np.ndarray, f: np.ndarray, well_conditioned: bool = False) -> float:
+    """Qc (Cvejic 2006): μ = σ_AF/(σ_AF + σ_BF); sim = μ SSIM(A,F) + (1-μ) SSIM(B,F), 0 where μ < 0,
+    1 where μ > 1; mean over the Gaussian 7x7 windows.
+
+    ``well_conditioned=False``: Liu's ``metricCvejic.m`` (C = 2e-16, NaN dropped; :func:`qc_roundoff`).
+    ``well_conditioned=True``: Wang's constants, exact flat statistics, μ = 1/2 where both covariances are 0.
+    """
+    stats = [_local_stats(x, f, _G7) for x in (a, b)]
+    if well_conditioned:
+        return _nanmean(_qc_map(*map(_exact, stats), C1_WANG, C2_WANG, 0.5)[0])
+    return _nanmean(_qc_map(*stats, C_LIU, C_LIU, None)[0])
+
+
+def qc_roundoff(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    """Liu's Qc and a bound on how far round-off can move it: ``(value, bound)`` (see :func:`qy_roundoff`).
+
+    Any flat image makes a covariance pure round-off, and the clamps turn its sign into a jump: A flat
+    only: sim is 0 or SSIM(B,F) (width |SSIM(B,F)|); B flat only: 1 or SSIM(A,F) (width |1 - SSIM(A,F)|);
+    F flat, or A and B flat: μ is arbitrary, sim in [0, 1] (width 1); A or B flat together with F: a ratio
+    of round-off (unbounded).
+    """
+    stats = [_local_stats(x, f, _G7) for x in (a, b)]
+    sim, s_af, s_bf = _qc_map(*stats, C_LIU, C_LIU, None)
+    fa, ff = stats[0][2] < ROUNDOFF_VARIANCE, stats[0][3] < ROUNDOFF_VARIANCE
+    fb = stats[1][2] < ROUNDOFF_VARIANCE
+    if not (fa | fb | ff).any():
+        return _nanmean(sim), 0.0
+    width = np.zeros_like(sim)
+    only_a, only_b = fa & ~fb & ~ff, fb & ~fa & ~ff
+    width[only_a] = np.abs(s_bf[only_a])
+    width[only_b] = np.abs(1.0 - s_af[only_b])
+    width[(ff & ~fa & ~fb) | (fa & fb & ~ff)] = 1.0
+    unbounded = (fa | fb) & ff
+    if unbounded.any():
+        sim_exact = _qc_map(*map(_exact, stats), C_LIU, C_LIU, None)[0]
+        width[unbounded] = _unbounded_width(sim[unbounded], sim_exact[unbounded])
+    return _nanmean(sim), float(np.nan_to_num(width, nan=1.0).sum() / sim.size)
+
+
+def roundoff_dominated(value: float, bound: float) -> bool:
+    """True when round-off can move ``value`` by more than its reported precision (``bound`` from
+    :func:`qy_roundoff` / :func:`qc_roundoff`).
+
+    The precision is the golden tests' tolerance (relative 1e-4 or 5 significant digits): such a value is
+    not reproducible, another machine, library or summation order prints another number.
+    """
+    from gifnet.metrics.golden import tolerance
+
+    if not np.isfinite(value):
+        return bound > 0
+    return bound > tolerance(value)
 
 
 def _piella_terms(a: np.ndarray, b: np.ndarray, f: np.ndarray):
@@ -781,10 +878,19 @@ def _nabf_terms(a: np.ndarray, b: np.ndarray, f: np.ndarray):
 
 
 def nabf(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    """Nabf (Kumar's modified N^{AB/F}), lower is better; correct argument order (A, B, F)."""
+    """Nabf (Shreyamsha Kumar's modified N^{AB/F}, METRICS.md 2.11), lower is better, in its defining argument
+    order (sources A, B, fused F) on 0-255 data: the share of edge strength where F has edges stronger than both
+    sources (artefacts). This is the ``standard`` definition; :func:`nabf_tang` is the Tang toolbox's call."""
     ga, gb, gf, qaf, qbf, wa, wb = _nabf_terms(a, b, f)
     na = (gf > ga) & (gf > gb)
     return float(np.sum(na * ((1 - qaf) * wa + (1 - qbf) * wb)) / np.sum(wa + wb))
+
+
+def nabf_tang(ir: np.ndarray, vis: np.ndarray, f: np.ndarray) -> float:
+    """Nabf as Tang's toolbox computes it: ``analysis_nabf(IR, VIS, F)`` on 0-255, a function whose arguments
+    are (fused, A, B). The infrared image therefore plays the fused image: :func:`nabf` ``(VIS, F, IR)``.
+    Reproduces the toolbox's values (``metrics_golden/tno_tang_extra``); not Kumar's definition."""
+    return nabf(vis, f, ir)
 
 
 def labf(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
