@@ -25,7 +25,7 @@ import numpy as np
 
 from gifnet.data.io import list_images, match_pairs, read_image, write_image_atomic
 from gifnet.fusion import TASKS, Fuser, describe_error, load_any_checkpoint
-from gifnet.metrics import METRICS, compute, list_conventions, list_metrics, read_for_metrics
+from gifnet.metrics import METRICS, compute_checked, list_conventions, list_metrics, read_for_metrics
 from gifnet.paths import PROJECT_ROOT, atomic_path, shared_root
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ __all__ = [
 DEFAULT_DATASETS_DIR = PROJECT_ROOT / "configs" / "eval"
 _SOURCE_SLOTS = ("A", "B")
 _DATASET_KEYS = {"name", "task", "description", "root", "a", "b", "convention", "metrics", "metric_sources",
-                 "source_methods"}  # fmt: skip
+                 "source_methods", "peers"}  # fmt: skip
 
 #: Units and variants of each convention, printed in every table header (METRICS.md: never compare across them).
 CONVENTION_NOTES: dict[str, str] = {
@@ -85,6 +85,8 @@ class DatasetSpec:
         metric_sources: which sources are the convention's arguments ``a`` and ``b`` (e.g. ``("B", "A")``).
         source_methods: extra method rows that score a source folder itself (``{"Original": "A"}``).
         description: free text shown in the table header.
+        peers: folder of published methods' fused images, one sub-folder per method (``peers=true`` adds them),
+            or ``None`` where none are shared.
     """
 
     name: str
@@ -98,6 +100,7 @@ class DatasetSpec:
     source_methods: dict[str, str] = field(default_factory=dict)
     description: str = ""
     images: tuple[str, ...] | None = None  # a fixed subset of image stems (suites such as eval=quick)
+    peers: Path | None = None
 
     @property
     def dir_a(self) -> Path:
@@ -226,7 +229,7 @@ def load_dataset(
     return DatasetSpec(
         name=name, task=task, root=Path(d["root"]), a=str(d["a"]), b=None if b is None else str(b),
         convention=convention, metrics=metric_names, metric_sources=(ms[0], ms[1]), source_methods=src_methods,
-        description=str(d.get("description") or ""),
+        description=str(d.get("description") or ""), peers=Path(d["peers"]) if d.get("peers") else None,
     )  # fmt: skip
 
 
@@ -291,6 +294,7 @@ class EvalResult:
     methods: dict[str, list[str]] = field(default_factory=dict)  # dataset -> method names (table order)
     images: dict[str, list[str]] = field(default_factory=dict)  # dataset -> image stems evaluated
     values: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # dataset, method, image, metric, v
+    roundoff: set[tuple[str, str, str, str]] = field(default_factory=set)  # values that round-off decides
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {"fusion": s, "metrics": s}
@@ -383,8 +387,17 @@ def _fuse_one(fuser: Fuser, pa: Path, pb: Path | None) -> np.ndarray:
     return fuser.fuse_arrays(img_a, img_b, names=(str(pa), str(pb)))
 
 
+def _peer_dirs(spec: DatasetSpec) -> dict[str, Path]:
+    """Published methods of ``spec`` (sub-folders of its ``peers`` folder), sorted by name."""
+    if spec.peers is None:
+        return {}
+    if not spec.peers.is_dir():
+        raise FileNotFoundError(f"dataset {spec.name}: peers folder not found: {spec.peers} (set paths.data_root=...)")
+    return {d.name: d for d in sorted(spec.peers.iterdir(), key=lambda p: p.name) if d.is_dir()}
+
+
 def evaluate(
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     datasets: Sequence[DatasetSpec] | str = "all",
     out: str | Path | None = None,
     name: str | None = "GIFNet",
@@ -397,11 +410,14 @@ def evaluate(
     progress: bool = True,
     data_root: str | Path | None = None,
     datasets_dir: str | Path | None = None,
+    checkpoints: dict[str, str | Path] | None = None,
+    peers: bool = False,
 ) -> EvalResult:
     """Fuse and score every selected dataset, then write the reports (see :func:`write_reports`).
 
     Args:
-        checkpoint: our checkpoint or the official ``Final.model``.
+        checkpoint: our checkpoint or the official ``Final.model`` (``None``: only ``checkpoints``, ``methods``
+            and ``peers`` are scored); its trained tasks decide seen/unseen.
         datasets: :class:`DatasetSpec` list, or a selection string for :func:`select_datasets`.
         out: output folder (default ``outputs/eval/<checkpoint stem>``); fused images go to
             ``out/fused/<dataset>/<method>/<stem>.png``.
@@ -413,28 +429,42 @@ def evaluate(
         color_mode, precision, device: :class:`gifnet.fusion.Fuser` options.
         progress: tqdm progress bars.
         data_root, datasets_dir: see :func:`load_dataset` (used when ``datasets`` is a string).
+        checkpoints: more checkpoints to fuse and score beside ``checkpoint``, ``{name: path}``.
+        peers: add every published method shared for each dataset (its YAML's ``peers`` folder).
 
     Missing or unreadable fused files, size mismatches and metric errors become per-image :class:`Failure` s
-    (listed in the tables' footers), never silently dropped.
+    (listed in the tables' footers), never silently dropped. Values that floating-point round-off decides
+    (:attr:`gifnet.metrics.MetricValue.roundoff`) are kept in ``per_image.csv``, flagged, and left out of means.
     """
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    checkpoint = Path(checkpoint)
-    model, trained = load_any_checkpoint(checkpoint)
+    ckpts: dict[str, Path] = {}
+    if checkpoint is not None:
+        ckpts[name or Path(checkpoint).stem] = Path(checkpoint)
+    for n, p in (checkpoints or {}).items():
+        if str(n) in ckpts:
+            raise EvaluationError(f"checkpoints.{n}: method name used twice")
+        ckpts[str(n)] = Path(p)
+    models = {n: load_any_checkpoint(p) for n, p in ckpts.items()}  # (model, trained tasks)
+    trained = list(next(iter(models.values()))[1]) if models else []
     if isinstance(datasets, str):
         datasets = select_datasets(datasets, trained, data_root, datasets_dir)
     if not datasets:
         raise EvaluationError(f"no dataset selected (checkpoint trained on {trained})")
-    method = name or checkpoint.stem
     methods = dict(methods or {})
+    peer_dirs = {spec.name: (_peer_dirs(spec) if peers else {}) for spec in datasets}
+    if not ckpts and not methods and not any(peer_dirs.values()):
+        raise EvaluationError("nothing to evaluate: give checkpoint=PATH, checkpoints.<name>=PATH, methods or peers")
     for spec in datasets:
-        names = [method, *methods, *spec.source_methods]
+        names = [*ckpts, *methods, *spec.source_methods, *peer_dirs[spec.name]]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise EvaluationError(f"dataset {spec.name}: method name(s) {dup} used twice")
-    out = Path(out) if out else Path("outputs") / "eval" / checkpoint.stem
-    result = EvalResult(checkpoint=str(checkpoint), trained_tasks=list(trained), datasets=list(datasets))
+    first = next(iter(ckpts.values()), None)
+    out = Path(out) if out else Path("outputs") / "eval" / (first.stem if first else "methods")
+    label = ", ".join(f"{n}: {p}" for n, p in ckpts.items()) if len(ckpts) > 1 else str(first or "none")
+    result = EvalResult(checkpoint=label, trained_tasks=trained, datasets=list(datasets))
     jobs = [(spec, _pairs(spec, images, limit)) for spec in datasets]  # validate every dataset before fusing
     extra_dirs: dict[str, dict[str, Path]] = {}
     for spec, _ in jobs:
@@ -446,11 +476,12 @@ def evaluate(
             if not d.is_dir():
                 raise FileNotFoundError(f"methods.{m}: folder not found: {d}")
             extra_dirs[spec.name][m] = d
+        extra_dirs[spec.name].update(peer_dirs[spec.name])
     for spec, pairs in jobs:
-        fuser = Fuser(model, task=spec.task, color_mode=color_mode, device=device, precision=precision)
-        fused_dir = out / "fused" / spec.name / method
+        fusers = {n: Fuser(model, task=spec.task, color_mode=color_mode, device=device, precision=precision)
+                  for n, (model, _) in models.items()}  # fmt: skip
         indexes = {m: _index_by_stem(d) for m, d in extra_dirs[spec.name].items()}
-        result.methods[spec.name] = [method, *spec.source_methods, *indexes]
+        result.methods[spec.name] = [*ckpts, *spec.source_methods, *indexes]
         result.images[spec.name] = [s for s, _, _ in pairs]
         timing = result.timings.setdefault(spec.name, {"fusion": 0.0, "metrics": 0.0})
         for stem, pa, pb in tqdm(pairs, desc=f"eval {spec.name}", disable=not progress):
@@ -464,12 +495,13 @@ def evaluate(
                 continue
             candidates: list[tuple[str, Path | str | None]] = []
             t_fuse = time.perf_counter()
-            try:
-                target = fused_dir / f"{stem}.png"
-                write_image_atomic(target, _fuse_one(fuser, pa, pb))
-                candidates.append((method, target))
-            except Exception as e:  # noqa: BLE001 - recorded as this image's failure
-                candidates.append((method, f"fusion failed: {describe_error(e)}"))
+            for n, fuser in fusers.items():
+                try:
+                    target = out / "fused" / spec.name / n / f"{stem}.png"
+                    write_image_atomic(target, _fuse_one(fuser, pa, pb))
+                    candidates.append((n, target))
+                except Exception as e:  # noqa: BLE001 - recorded as this image's failure
+                    candidates.append((n, f"fusion failed: {describe_error(e)}"))
             timing["fusion"] += time.perf_counter() - t_fuse
             t_metrics = time.perf_counter()
             for m, slot in spec.source_methods.items():
@@ -483,11 +515,12 @@ def evaluate(
                     continue
                 try:
                     f_img = read_for_metrics(where)
-                    vals = compute(spec.convention, a_img, b_img, f_img, list(spec.metrics))
+                    vals = compute_checked(spec.convention, a_img, b_img, f_img, list(spec.metrics))
                 except Exception as e:  # noqa: BLE001 - recorded as this image's failure
                     result.failures.append(Failure(spec.name, m, stem, f"{where.name}: {describe_error(e)}"))
                     continue
-                result.values.extend((spec.name, m, stem, k, v) for k, v in vals.items())
+                result.values.extend((spec.name, m, stem, k, v.value) for k, v in vals.items())
+                result.roundoff.update((spec.name, m, stem, k) for k, v in vals.items() if v.roundoff)
             timing["metrics"] += time.perf_counter() - t_metrics
         log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s", spec.name, len(pairs), timing["fusion"],
                  timing["metrics"])
@@ -500,10 +533,13 @@ def evaluate(
 # ------------------------------------------------------------------------------------------------ reports
 @dataclass
 class _Cell:
-    n: int
+    n: int  # values in the mean (round-off-dominated ones excluded)
     mean: float
     std: float
     best: bool = False
+    second: bool = False
+    rank: float = math.nan  # 1 = best in the column (ties share the mean rank)
+    roundoff: int = 0  # values left out because round-off decides them
 
 
 def _write_text_atomic(path: Path, text: str) -> Path:
@@ -521,22 +557,58 @@ def _csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 
 def _stats(result: EvalResult, spec: DatasetSpec) -> dict[tuple[str, str], _Cell]:
-    """(method, metric) -> mean/std (population SD over images) and the best flag (>= 2 methods with values)."""
+    """(method, metric) -> mean/std (population SD over images), best/second flags and rank per column.
+
+    Round-off-dominated values are left out of the mean and counted. Best and second need >= 2 (>= 3) methods
+    with finite means; ranks are 1-based, ties share their mean rank.
+    """
     acc: dict[tuple[str, str], list[float]] = {}
-    for ds, m, _, metric, v in result.values:
-        if ds == spec.name:
+    flagged: dict[tuple[str, str], int] = {}
+    for ds, m, img, metric, v in result.values:
+        if ds != spec.name:
+            continue
+        if (ds, m, img, metric) in result.roundoff:
+            flagged[(m, metric)] = flagged.get((m, metric), 0) + 1
+            acc.setdefault((m, metric), [])
+        else:
             acc.setdefault((m, metric), []).append(v)
-    cells = {k: _Cell(len(v), float(np.mean(v)), float(np.std(v))) for k, v in acc.items()}
+    cells = {
+        k: _Cell(len(v), float(np.mean(v)) if v else math.nan, float(np.std(v)) if v else math.nan,
+                 roundoff=flagged.get(k, 0))
+        for k, v in acc.items()
+    }  # fmt: skip
     for metric in spec.metrics:
-        col = [(m, cells[(m, metric)]) for m in result.methods.get(spec.name, []) if (m, metric) in cells]
-        col = [(m, c) for m, c in col if math.isfinite(c.mean)]
-        if len(col) < 2:
+        col = [cells[(m, metric)] for m in result.methods.get(spec.name, []) if (m, metric) in cells]
+        col = [c for c in col if math.isfinite(c.mean)]
+        if not col:
             continue
         lower = METRICS[spec.convention][metric].direction == "lower"
-        best = min(c.mean for _, c in col) if lower else max(c.mean for _, c in col)
-        for _, c in col:
-            c.best = math.isclose(c.mean, best, rel_tol=1e-12, abs_tol=1e-15)
+        key = (lambda c: c.mean) if lower else (lambda c: -c.mean)
+        order = sorted(col, key=key)
+        for c in col:
+            better = sum(1 for o in col if key(o) < key(c) and not _same(o.mean, c.mean))
+            ties = sum(1 for o in col if _same(o.mean, c.mean))
+            c.rank = better + (ties + 1) / 2
+        if len(col) < 2:
+            continue
+        best = order[0].mean
+        for c in col:
+            c.best = _same(c.mean, best)
+        rest = [c for c in order if not c.best]
+        if len(col) >= 3 and rest:
+            for c in rest:
+                c.second = _same(c.mean, rest[0].mean)
     return cells
+
+
+def _same(x: float, y: float) -> bool:
+    return math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def _avg_rank(cells: dict[tuple[str, str], _Cell], method: str, metrics: Sequence[str]) -> float:
+    """Mean of the method's ranks over the metrics where it has one (NaN if none)."""
+    ranks = [c.rank for c in (cells.get((method, k)) for k in metrics) if c is not None and math.isfinite(c.rank)]
+    return float(np.mean(ranks)) if ranks else math.nan
 
 
 def _decimals(x: float) -> int:
@@ -544,10 +616,27 @@ def _decimals(x: float) -> int:
     return 4 if ax < 10 else 3 if ax < 100 else 2 if ax < 1000 else 1
 
 
-def _cell_text(c: _Cell, pm: str = "±") -> str:
-    """``mean ± std`` with the number of decimals chosen from the mean's magnitude."""
+def _cell_text(c: _Cell, pm: str | None = "±", dagger: str = "†") -> str:
+    """``mean ± std`` (``pm=None``: the mean only) with decimals chosen from the mean's magnitude; ``(†k)`` when
+    k values were left out as round-off, ``† (k)`` when all were."""
+    if not math.isfinite(c.mean) and c.roundoff:
+        return f"{dagger} ({c.roundoff})"
     d = _decimals(c.mean)
-    return f"{c.mean:.{d}f} {pm} {c.std:.{d}f}"
+    text = f"{c.mean:.{d}f}" if pm is None else f"{c.mean:.{d}f} {pm} {c.std:.{d}f}"
+    return f"{text} ({dagger}{c.roundoff})" if c.roundoff else text
+
+
+def _roundoff_note(result: EvalResult, spec: DatasetSpec) -> list[str]:
+    """Footer lines naming the round-off-dominated values of ``spec``, per metric and method."""
+    per: dict[str, list[str]] = {}
+    for ds, m, img, metric in sorted(result.roundoff):
+        if ds == spec.name:
+            per.setdefault(metric, []).append(f"{m}/{img}")
+    return [f"{metric}: {len(v)} value(s) — {', '.join(v)}" for metric, v in per.items()]
+
+
+_ROUNDOFF_TEXT = ("† values that floating-point round-off decides (Liu's C = 2e-16 on flat windows; docs/metrics.md) "
+                  "are left out of the means and ranks, with their count; per-image values in per_image.csv")
 
 
 def _arrow(spec: DatasetSpec, metric: str) -> bool:
@@ -574,7 +663,8 @@ def _markdown(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]
         "# Evaluation summary", "",
         f"- checkpoint: `{result.checkpoint}` (trained tasks: {', '.join(result.trained_tasks) or 'none'})",
         "- cells: mean ± population SD over the images scored (n); ↑ higher is better, ↓ lower is better; "
-        "best mean per column in **bold**",
+        "best mean per column in **bold**, second <ins>underlined</ins>; rank = the method's mean rank over the "
+        "metrics (1 = best)",
         f"- failures: {len(result.failures)}; wall time {result.seconds:.1f} s",
     ]  # fmt: skip
     if result.timings:
@@ -589,12 +679,12 @@ def _markdown(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]
             if spec.description:
                 lines += [f"{spec.description}.", ""]
             lines += [_header_note(spec), ""]
-            head = ["method", "n"] + [f"{m} {'↓' if _arrow(spec, m) else '↑'}" for m in spec.metrics]
+            head = ["method", "n"] + [f"{m} {'↓' if _arrow(spec, m) else '↑'}" for m in spec.metrics] + ["rank ↓"]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             cells = stats[spec.name]
             for m in result.methods.get(spec.name, []):
                 row = [m]
-                ns = [cells[(m, k)].n for k in spec.metrics if (m, k) in cells]
+                ns = [cells[(m, k)].n + cells[(m, k)].roundoff for k in spec.metrics if (m, k) in cells]
                 row.append(f"{max(ns) if ns else 0}/{n_img}")
                 for k in spec.metrics:
                     c = cells.get((m, k))
@@ -602,10 +692,15 @@ def _markdown(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]
                         row.append("–")
                         continue
                     s = _cell_text(c)
-                    row.append(f"**{s}**" if c.best else s)
+                    row.append(f"**{s}**" if c.best else f"<ins>{s}</ins>" if c.second else s)
+                r = _avg_rank(cells, m, spec.metrics)
+                row.append(f"{r:.2f}" if math.isfinite(r) else "–")
                 lines.append("| " + " | ".join(row) + " |")
             fails = _failures_of(result, spec)
             lines.append("")
+            notes = _roundoff_note(result, spec)
+            if notes:
+                lines += [_ROUNDOFF_TEXT + ":", *[f"- {n}" for n in notes], ""]
             if fails:
                 lines.append(f"Failures ({len(fails)}):")
                 lines += [f"- {f.method} / {f.image}: {f.error}" for f in fails]
@@ -636,24 +731,31 @@ def _latex(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]) -
             lines += [
                 "\\begin{table}[ht]", "\\centering", "\\scriptsize",
                 f"\\caption{{{_tex_escape(spec.name)} (task {_tex_escape(spec.task)}, {n_img} images). "
-                f"{_tex_escape(_header_note(spec))}. Mean $\\pm$ SD; best in bold.}}",
-                "\\begin{tabular}{l" + "c" * (len(spec.metrics) + 1) + "}", "\\toprule",
+                f"{_tex_escape(_header_note(spec))}. Mean over the images; best in bold, second underlined; "
+                "Rank: mean rank over the metrics.}",
+                "\\begin{tabular}{l" + "c" * (len(spec.metrics) + 2) + "}", "\\toprule",
                 " & ".join(["Method", "n"] + [f"{_tex_escape(k)}$\\{'downarrow' if _arrow(spec, k) else 'uparrow'}$"
-                                              for k in spec.metrics]) + " \\\\",
+                                              for k in spec.metrics] + ["Rank$\\downarrow$"]) + " \\\\",
                 "\\midrule",
             ]  # fmt: skip
             for m in result.methods.get(spec.name, []):
-                ns = [cells[(m, k)].n for k in spec.metrics if (m, k) in cells]
+                ns = [cells[(m, k)].n + cells[(m, k)].roundoff for k in spec.metrics if (m, k) in cells]
                 row = [_tex_escape(m), f"{max(ns) if ns else 0}/{n_img}"]
                 for k in spec.metrics:
                     c = cells.get((m, k))
                     if c is None:
                         row.append("--")
                         continue
-                    s = _cell_text(c, "$\\pm$")
-                    row.append(f"\\textbf{{{s}}}" if c.best else s)
+                    s = _cell_text(c, None, "$\\dagger$")
+                    row.append(f"\\textbf{{{s}}}" if c.best else f"\\underline{{{s}}}" if c.second else s)
+                r = _avg_rank(cells, m, spec.metrics)
+                row.append(f"{r:.2f}" if math.isfinite(r) else "--")
                 lines.append(" & ".join(row) + " \\\\")
             lines += ["\\bottomrule", "\\end{tabular}"]
+            notes = _roundoff_note(result, spec)
+            if notes:
+                note = _tex_escape(_ROUNDOFF_TEXT).replace("†", "$\\dagger$") + ": " + _tex_escape("; ".join(notes))
+                lines.append("\\\\[2pt]\\parbox{\\linewidth}{\\tiny " + note + "}")
             fails = _failures_of(result, spec)
             if fails:
                 lines.append(
@@ -672,8 +774,9 @@ def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
     paths = {}
     paths["per_image"] = _write_text_atomic(
         out / "per_image.csv",
-        _csv_text(["dataset", "method", "image", "metric", "value"], [(*r[:4], repr(r[4])) for r in result.values]),
-    )
+        _csv_text(["dataset", "method", "image", "metric", "value", "roundoff"],
+                  [(*r[:4], repr(r[4]), int(tuple(r[:4]) in result.roundoff)) for r in result.values]),
+    )  # fmt: skip
     paths["failures"] = _write_text_atomic(
         out / "failures.csv",
         _csv_text(["dataset", "method", "image", "error"], [(f.dataset, f.method, f.image, f.error)
@@ -688,11 +791,12 @@ def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
                     if c is not None:
                         rows.append((title.split()[0].lower(), spec.name, spec.task, spec.convention, m, k,
                                      METRICS[spec.convention][k].direction, c.n, repr(c.mean), repr(c.std),
-                                     int(c.best)))  # fmt: skip
+                                     int(c.best), int(c.second), repr(c.rank), c.roundoff,
+                                     repr(_avg_rank(stats[spec.name], m, spec.metrics))))  # fmt: skip
     paths["summary_csv"] = _write_text_atomic(
         out / "summary.csv",
         _csv_text(["section", "dataset", "task", "convention", "method", "metric", "better", "n", "mean", "std",
-                   "best"], rows),
+                   "best", "second", "rank", "roundoff", "avg_rank"], rows),
     )  # fmt: skip
     paths["summary_md"] = _write_text_atomic(out / "summary.md", _markdown(result, stats))
     paths["summary_tex"] = _write_text_atomic(out / "summary.tex", _latex(result, stats))
@@ -703,13 +807,14 @@ def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
 def load_eval_config(overrides: Sequence[str] = ()):
     """``configs/evaluate.yaml`` merged with ``key=value`` overrides (struct mode: unknown keys are errors).
 
-    ``methods.<name>=DIR`` and ``metrics.<dataset>=[...]`` may add keys.
+    ``methods.<name>=DIR``, ``checkpoints.<name>=PATH`` and ``metrics.<dataset>=[...]`` may add keys;
+    ``checkpoint=null`` is allowed when other checkpoints, methods or ``peers=true`` give something to score.
     """
     from omegaconf import OmegaConf
 
     from gifnet.cli import load_cli_config
 
-    cfg = load_cli_config("evaluate", overrides, open_keys=("methods", "metrics"))
+    cfg = load_cli_config("evaluate", overrides, open_keys=("methods", "metrics", "checkpoints"))
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise ValueError("missing required option: checkpoint=PATH (e.g. checkpoint=../shared/official/Final.model)")
     return cfg
@@ -723,11 +828,15 @@ def evaluate_from_config(cfg) -> EvalResult:
     sel = c["eval"]
     metrics = {str(k): (None if v is None else ([v] if isinstance(v, str) else list(v)))
                for k, v in (c.get("metrics") or {}).items()}  # fmt: skip
-    checkpoint = Path(c["checkpoint"])
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    checkpoint = None if c["checkpoint"] is None else Path(c["checkpoint"])
+    extra = {str(k): Path(str(v)) for k, v in (c.get("checkpoints") or {}).items()}
+    for where, p in ([("checkpoint", checkpoint)] if checkpoint else []) + [(f"checkpoints.{k}", v) for k, v in
+                                                                           extra.items()]:  # fmt: skip
+        if not p.is_file():
+            raise FileNotFoundError(f"{where}: checkpoint not found: {p}")
     # Select (and validate) the datasets first, with the trained tasks read from the checkpoint dict.
-    trained = _trained_tasks(checkpoint)
+    first = checkpoint or next(iter(extra.values()), None)
+    trained = _trained_tasks(first) if first else []
     specs = select_datasets(sel, trained, c["paths"]["data_root"], c["datasets_dir"], metrics)
     images = c.get("images")
     if isinstance(images, str):
@@ -735,7 +844,7 @@ def evaluate_from_config(cfg) -> EvalResult:
     return evaluate(
         checkpoint, specs, out=c["out"], name=c["name"], methods=c.get("methods") or {}, limit=c["limit"],
         images=images, color_mode=c["color_mode"], precision=c["precision"], device=c["device"],
-        progress=bool(c["progress"]),
+        progress=bool(c["progress"]), checkpoints=extra, peers=bool(c["peers"]),
     )  # fmt: skip
 
 

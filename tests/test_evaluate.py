@@ -98,7 +98,7 @@ def test_end_to_end(bench):
 
     # per-image values: 3 GIFNet + 3 Mean + 2 Flat images on toy_ivif (3 metrics), 2 GIFNet + 2 + 2 on toy_meif
     rows = _read_csv(out / "per_image.csv")
-    assert set(rows[0]) == {"dataset", "method", "image", "metric", "value"}
+    assert set(rows[0]) == {"dataset", "method", "image", "metric", "value", "roundoff"}
     ivif = [r for r in rows if r["dataset"] == "toy_ivif"]
     assert {r["method"] for r in ivif} == {"GIFNet", "Flat", "Mean"}
     assert len([r for r in ivif if r["method"] == "Flat"]) == 2 * 3
@@ -132,6 +132,79 @@ def test_end_to_end(bench):
     mse = {r["method"]: float(r["mean"]) for r in summary if r["dataset"] == "toy_ivif" and r["metric"] == "MSE"}
     assert mse["Mean"] == min(mse.values())
     assert "\\textbf{" in (out / "summary.tex").read_text()
+
+
+def test_peers_several_checkpoints_ranks_and_roundoff(tmp_path: Path, bench):
+    """peers=true adds every published method of a dataset's ``peers`` folder; checkpoints.<name> adds more
+    checkpoints; tables mark best and second and rank the methods; round-off values are flagged and left out."""
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.pt", GIFNet(enc_width=6, window=4).eval(), trained_tasks=["ivif"])
+    rng = np.random.default_rng(3)
+    root, peers = bench["root"] / "meif" / "Flat", tmp_path / "peers"
+    for i in range(2):
+        a = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+        b = rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+        a[:12, :14], b[:12, :14] = 254, 201  # flat in both sources: Liu's Qy is a ratio of round-off there
+        write_image_atomic(root / "A" / f"q{i}.png", a)
+        write_image_atomic(root / "B" / f"q{i}.png", b)
+        mean = ((a.astype(np.uint16) + b) // 2).astype(np.uint8)
+        write_image_atomic(peers / "Mean" / f"q{i}.png", mean)
+        write_image_atomic(peers / "TakeA" / f"q{i}.jpg", a)
+        write_image_atomic(peers / "Gray" / f"q{i}.png", np.full_like(a, 128))
+    (bench["dsets"] / "toy_flat.yaml").write_text(
+        "name: toy_flat\ntask: meif\nroot: ${paths.data_root}/meif/Flat\na: A\nb: B\nconvention: mefb\n"
+        f"metrics: [Qy, SD, Psnr]\nmetric_sources: [A, B]\npeers: {peers}\n"
+    )
+    cfg = load_eval_config(_args(bench, "eval=toy_flat", "peers=true", f"checkpoints.Other={other}"))
+    res = evaluate_from_config(cfg)
+    assert res.methods["toy_flat"] == ["GIFNet", "Other", "Gray", "Mean", "TakeA"]  # checkpoints, then peers by name
+    flagged = {(m, img) for _, m, img, metric in res.roundoff if metric == "Qy"}
+    assert ("Mean", "q0") in flagged and ("Mean", "q1") in flagged
+    assert not any(metric != "Qy" for *_, metric in res.roundoff)
+    out = bench["out"]
+    per = _read_csv(out / "per_image.csv")
+    assert {(r["method"], r["image"]) for r in per if r["roundoff"] == "1"} == flagged
+    summary = {(r["method"], r["metric"]): r for r in _read_csv(out / "summary.csv")}
+    sd = {m: float(summary[(m, "SD")]["mean"]) for m in res.methods["toy_flat"]}
+    best_sd = max(sd, key=sd.get)
+    assert summary[(best_sd, "SD")]["best"] == "1" and summary[(best_sd, "SD")]["rank"] == "1.0"
+    second = sorted(sd, key=sd.get)[-2]
+    assert summary[(second, "SD")]["second"] == "1" and summary[(second, "SD")]["rank"] == "2.0"
+    assert summary[("Gray", "SD")]["rank"] == "5.0"  # SD = 0: last of five
+    mean_qy = summary[("Mean", "Qy")]
+    assert mean_qy["roundoff"] == "2" and mean_qy["n"] == "0" and mean_qy["mean"] == "nan"
+    ranks = {m: float(summary[(m, "SD")]["avg_rank"]) for m in res.methods["toy_flat"]}
+    assert all(1.0 <= r <= 5.0 for r in ranks.values())
+    md = (out / "summary.md").read_text()
+    assert "rank ↓" in md and "<ins>" in md and "**" in md
+    assert _md_row(md, "toy_flat", "Mean")[2] == "† (2)"
+    assert "Qy: " in md and "Mean/q0" in md and "left out of the means" in md
+    tex = (out / "summary.tex").read_text()
+    assert "\\underline{" in tex and "\\textbf{" in tex and "$\\dagger$" in tex
+    # a missing peers folder is named before any work; without peers=true nothing of it is read
+    (bench["dsets"] / "toy_flat.yaml").write_text(
+        (bench["dsets"] / "toy_flat.yaml").read_text().replace(str(peers), str(tmp_path / "nowhere"))
+    )
+    with pytest.raises(FileNotFoundError, match="peers folder not found"):
+        evaluate_from_config(load_eval_config(_args(bench, "eval=toy_flat", "peers=true")))
+    assert evaluate_from_config(load_eval_config(_args(bench, "eval=toy_flat"))).methods["toy_flat"] == ["GIFNet"]
+
+
+def test_shared_datasets_name_their_published_methods(shared: Path) -> None:
+    """Lytro (MFIFB, 30 methods), VIFB (5) and TNO (2) have published fused images for every pair."""
+    from gifnet.evaluation import _pairs, _peer_dirs
+
+    if not (shared / "data" / "peers").is_dir():
+        missing_shared("peers data not available")
+    counts = {}
+    for name in ("mfif_lytro", "ivif_vifb", "ivif_tno"):
+        spec = load_dataset(name)
+        stems = {s for s, _, _ in _pairs(spec, None, None)}
+        dirs = _peer_dirs(spec)
+        counts[name] = len(dirs)
+        for d in dirs.values():
+            assert {p.stem for p in d.iterdir()} >= stems, d
+    assert counts == {"mfif_lytro": 30, "ivif_vifb": 5, "ivif_tno": 2}
 
 
 def test_selection_and_limit(bench):
@@ -260,7 +333,7 @@ def test_compare_eval_script_reads_csv_and_markdown(tmp_path):
 def test_any_per_image_error_is_recorded_and_the_evaluation_goes_on(bench, monkeypatch):
     import gifnet.evaluation as ev
 
-    real_fuse, real_compute = ev._fuse_one, ev.compute
+    real_fuse, real_compute = ev._fuse_one, ev.compute_checked
 
     def fuse(fuser, pa, pb):
         if pa.stem == "p0":
@@ -274,7 +347,7 @@ def test_any_per_image_error_is_recorded_and_the_evaluation_goes_on(bench, monke
         return real_compute(convention, a, b, f, metrics)
 
     monkeypatch.setattr(ev, "_fuse_one", fuse)
-    monkeypatch.setattr(ev, "compute", compute)
+    monkeypatch.setattr(ev, "compute_checked", compute)
     res = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"], progress=False, data_root=bench["root"],
                    datasets_dir=bench["dsets"])  # fmt: skip
     fails = {(f.method, f.image): f.error for f in res.failures}
