@@ -571,6 +571,9 @@ def run_study(
         return {"dry_run": True, "status": study_status(study)}
     trained, failed = [], []
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if single and train and any(run_state(r)[0] == "done" for r in study.runs()):
+        # runs that finished in a process that stopped before scoring them are evaluated before more training
+        _evaluate_and_tabulate(study, results_dir, eval_overrides)
     for run in study.runs() if train else []:
         if only and run.variant not in only:
             continue
