@@ -43,6 +43,7 @@ __all__ = [
     "load_dataset",
     "load_eval_config",
     "select_datasets",
+    "write_figures",
     "write_reports",
 ]
 
@@ -295,6 +296,9 @@ class EvalResult:
     images: dict[str, list[str]] = field(default_factory=dict)  # dataset -> image stems evaluated
     values: list[tuple[str, str, str, str, float]] = field(default_factory=list)  # dataset, method, image, metric, v
     roundoff: set[tuple[str, str, str, str]] = field(default_factory=set)  # values that round-off decides
+    files: dict[tuple[str, str, str], Path] = field(default_factory=dict)  # (dataset, method, image) -> file scored
+    sources: dict[tuple[str, str], tuple[Path, Path | None]] = field(default_factory=dict)  # (dataset, image)
+    checkpoint_names: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {"fusion": s, "metrics": s}
@@ -412,6 +416,9 @@ def evaluate(
     datasets_dir: str | Path | None = None,
     checkpoints: dict[str, str | Path] | None = None,
     peers: bool = False,
+    figure: bool = False,
+    figure_image: str | None = None,
+    figure_top: int = 4,
 ) -> EvalResult:
     """Fuse and score every selected dataset, then write the reports (see :func:`write_reports`).
 
@@ -431,6 +438,8 @@ def evaluate(
         data_root, datasets_dir: see :func:`load_dataset` (used when ``datasets`` is a string).
         checkpoints: more checkpoints to fuse and score beside ``checkpoint``, ``{name: path}``.
         peers: add every published method shared for each dataset (its YAML's ``peers`` folder).
+        figure: write ``out/figures/<dataset>.png`` (:func:`write_figures`) for image ``figure_image`` (default:
+            the first evaluated), with the ``figure_top`` best-ranked other methods beside the checkpoints.
 
     Missing or unreadable fused files, size mismatches and metric errors become per-image :class:`Failure` s
     (listed in the tables' footers), never silently dropped. Values that floating-point round-off decides
@@ -464,7 +473,9 @@ def evaluate(
     first = next(iter(ckpts.values()), None)
     out = Path(out) if out else Path("outputs") / "eval" / (first.stem if first else "methods")
     label = ", ".join(f"{n}: {p}" for n, p in ckpts.items()) if len(ckpts) > 1 else str(first or "none")
-    result = EvalResult(checkpoint=label, trained_tasks=trained, datasets=list(datasets))
+    result = EvalResult(checkpoint=label, trained_tasks=trained, datasets=list(datasets), checkpoint_names=list(ckpts))
+    if figure_top < 0:
+        raise EvaluationError(f"figure_top must be >= 0, got {figure_top}")
     jobs = [(spec, _pairs(spec, images, limit)) for spec in datasets]  # validate every dataset before fusing
     extra_dirs: dict[str, dict[str, Path]] = {}
     for spec, _ in jobs:
@@ -493,6 +504,7 @@ def evaluate(
                 for m in result.methods[spec.name]:
                     result.failures.append(Failure(spec.name, m, stem, f"cannot read sources: {describe_error(e)}"))
                 continue
+            result.sources[(spec.name, stem)] = (pa, pb)
             candidates: list[tuple[str, Path | str | None]] = []
             t_fuse = time.perf_counter()
             for n, fuser in fusers.items():
@@ -520,12 +532,15 @@ def evaluate(
                     result.failures.append(Failure(spec.name, m, stem, f"{where.name}: {describe_error(e)}"))
                     continue
                 result.values.extend((spec.name, m, stem, k, v.value) for k, v in vals.items())
+                result.files[(spec.name, m, stem)] = where
                 result.roundoff.update((spec.name, m, stem, k) for k, v in vals.items() if v.roundoff)
             timing["metrics"] += time.perf_counter() - t_metrics
         log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s", spec.name, len(pairs), timing["fusion"],
                  timing["metrics"])
     result.seconds = time.perf_counter() - t0
     write_reports(result, out)
+    if figure:
+        write_figures(result, out, figure_image, figure_top)
     log.info("%s; reports in %s", result, out)
     return result
 
@@ -767,6 +782,38 @@ def _latex(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]) -
     return "\n".join(lines) + "\n"
 
 
+def write_figures(result: EvalResult, out: str | Path, image: str | None = None, top: int = 4) -> dict[str, Path]:
+    """One comparison figure per dataset, ``out/figures/<dataset>.png`` (:mod:`gifnet.evaluation_figure`).
+
+    Panels: source A (and B), every checkpoint, then the ``top`` other methods (published, extra, source rows)
+    with the best mean rank over the dataset's metrics, for ``image`` (default: the first image evaluated).
+    Methods without a scored file for that image are left out.
+    """
+    from gifnet.evaluation_figure import write_figure
+
+    paths = {}
+    for spec in result.datasets:
+        stems = result.images.get(spec.name, [])
+        if not stems:
+            continue
+        stem = Path(image).stem if image else stems[0]
+        if stem not in stems:
+            raise EvaluationError(f"figure_image {image!r} is not an evaluated image of {spec.name}")
+        pa, pb = result.sources[(spec.name, stem)]
+        panels = [("source A", read_image(pa))] + ([("source B", read_image(pb))] if pb is not None else [])
+        cells = _stats(result, spec)
+        others = [m for m in result.methods[spec.name] if m not in result.checkpoint_names]
+        others.sort(key=lambda m: (_avg_rank(cells, m, spec.metrics), m))
+        for m in [*result.checkpoint_names, *others[:top]]:
+            f = result.files.get((spec.name, m, stem))
+            if f is not None:
+                rank = _avg_rank(cells, m, spec.metrics)
+                panels.append((m if not math.isfinite(rank) else f"{m} (rank {rank:.1f})", read_image(f)))
+        paths[spec.name] = write_figure(Path(out) / "figures" / f"{spec.name}.png", panels,
+                                        f"{spec.name} / {stem} (task {spec.task})")  # fmt: skip
+    return paths
+
+
 def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
     """Write ``per_image.csv``, ``failures.csv``, ``summary.md``, ``summary.csv`` and ``summary.tex`` atomically."""
     out = Path(out)
@@ -844,7 +891,8 @@ def evaluate_from_config(cfg) -> EvalResult:
     return evaluate(
         checkpoint, specs, out=c["out"], name=c["name"], methods=c.get("methods") or {}, limit=c["limit"],
         images=images, color_mode=c["color_mode"], precision=c["precision"], device=c["device"],
-        progress=bool(c["progress"]), checkpoints=extra, peers=bool(c["peers"]),
+        progress=bool(c["progress"]), checkpoints=extra, peers=bool(c["peers"]), figure=bool(c["figure"]),
+        figure_image=c["figure_image"], figure_top=int(c["figure_top"]),
     )  # fmt: skip
 
 

@@ -179,6 +179,21 @@ def test_peers_several_checkpoints_ranks_and_roundoff(tmp_path: Path, bench):
     assert "rank ↓" in md and "<ins>" in md and "**" in md
     assert _md_row(md, "toy_flat", "Mean")[2] == "† (2)"
     assert "Qy: " in md and "Mean/q0" in md and "left out of the means" in md
+    # the comparison figure: sources, both checkpoints and the 2 best-ranked published methods, atomically written
+    from gifnet.evaluation import write_figures
+    from gifnet.evaluation_figure import detail_box
+
+    fig = write_figures(res, out / "fig", image="q1", top=2)["toy_flat"]
+    from PIL import Image
+
+    w, h = Image.open(fig).size
+    assert fig.name == "toy_flat.png" and w > 4 * h / 2 and not list(fig.parent.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="not an evaluated image"):
+        write_figures(res, out / "fig", image="nope")
+    x = np.zeros((40, 50))
+    x[25:33, 30:38] = np.indices((8, 8)).sum(0) % 2 * 255  # the only texture: the detail box must hold it
+    r, c, side = detail_box(x)
+    assert side == 8 and r <= 25 and c <= 30 and r + side >= 32 and c + side >= 37
     tex = (out / "summary.tex").read_text()
     assert "\\underline{" in tex and "\\textbf{" in tex and "$\\dagger$" in tex
     # a missing peers folder is named before any work; without peers=true nothing of it is read
