@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 import gifnet.engine.trainer as trainer_mod
+import gifnet.study as study_mod
 from gifnet.study import StudyError, load_study, run_study, study_status
 
 FAST = ["model=tiny", "data.images=[camera,coins]", "data.repeat=2", "data.crop_size=24", "train.batch_size=2",
@@ -78,7 +80,17 @@ def test_tiny_study_stops_resumes_and_tabulates(tmp_path, monkeypatch):
     assert st["runs"][2]["iteration"] == 1 and st["eta_s"] is not None and st["eta_s"] > 0
     monkeypatch.setattr(trainer_mod.Trainer, "train_iteration", real)
 
+    # a finished run whose process stopped before scoring it is scored first, before any more training
+    shutil.rmtree(runs[1].run_dir / "eval")
+    real_train, scored_first = study_mod.train_run, []
+
+    def train_checking(run, overrides):
+        scored_first.append((runs[1].run_dir / "eval" / "quick" / "summary.csv").is_file())
+        return real_train(run, overrides)
+
+    monkeypatch.setattr(study_mod, "train_run", train_checking)
     out = run_study(study, results_dir=tmp_path / "res", eval_overrides=ev)
+    assert scored_first == [True, True]
     assert out["trained"] == ["fixed/seed0", "fixed/seed1"]
     # the resumed run equals a straight run of the same variant and seed
     straight = load_study({**_raw(study), "name": "straight", "references": {}}, root=tmp_path / "runs")
