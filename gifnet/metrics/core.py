@@ -322,37 +322,33 @@ def ssim_maps(
     c1: float,
     c2: float,
     g: np.ndarray = _G11,
-    exact_flat: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Wang's ``ssim_index`` on 'valid' windows with a separable Gaussian ``g``.
-
-    Args:
-        exact_flat: set the local (co)variances of flat windows to their exact value 0 (those below
-            :data:`ROUNDOFF_VARIANCE`; a covariance is 0 where either variance is): the result is then
-            the formula in exact arithmetic for 8-bit data instead of a ratio of round-off.
 
     Returns:
         (ssim_map, sigma_x^2, sigma_y^2, sigma_xy). With ``c1 = c2 = 0`` the guarded formula of the
         reference code is used.
     """
-    return _ssim_from_stats(*_local_stats(x, y, g, exact_flat), c1, c2)
+    return _ssim_from_stats(*_local_stats(x, y, g), c1, c2)
 
 
-def _local_stats(x: np.ndarray, y: np.ndarray, g: np.ndarray, exact_flat: bool = False):
+def _local_stats(x: np.ndarray, y: np.ndarray, g: np.ndarray):
     """Gaussian-window means, variances and covariance ('valid')."""
     mu1 = filter2_valid_sep(x, g)
     mu2 = filter2_valid_sep(y, g)
     s1 = filter2_valid_sep(x * x, g) - mu1 * mu1
     s2 = filter2_valid_sep(y * y, g) - mu2 * mu2
     s12 = filter2_valid_sep(x * y, g) - mu1 * mu2
-    if exact_flat:
-        s1, s2, s12 = _exact_flat(s1, s2, s12)
     return mu1, mu2, s1, s2, s12
 
 
-def _exact_flat(s1: np.ndarray, s2: np.ndarray, s12: np.ndarray):
+def _exact(stats):
+    """:func:`_local_stats` with the (co)variances of flat windows set to their exact value 0 (variances below
+    :data:`ROUNDOFF_VARIANCE`; a covariance is 0 where either variance is): the formula in exact arithmetic
+    for 8-bit data instead of a ratio of round-off."""
+    mu1, mu2, s1, s2, s12 = stats
     flat1, flat2 = s1 < ROUNDOFF_VARIANCE, s2 < ROUNDOFF_VARIANCE
-    return np.where(flat1, 0.0, s1), np.where(flat2, 0.0, s2), np.where(flat1 | flat2, 0.0, s12)
+    return mu1, mu2, np.where(flat1, 0.0, s1), np.where(flat2, 0.0, s2), np.where(flat1 | flat2, 0.0, s12)
 
 
 def _ssim_from_stats(mu1, mu2, s1, s2, s12, c1: float, c2: float):
@@ -546,11 +542,6 @@ def _qc_map(stats_af, stats_bf, c1, c2, flat_mu):
         sim[mu < 0] = 0.0
         sim[mu > 1] = 1.0
     return sim, s_af, s_bf
-
-
-def _exact(stats):
-    mu1, mu2, s1, s2, s12 = stats
-    return (mu1, mu2, *_exact_flat(s1, s2, s12))
 
 
 def _unbounded_width(q_float: np.ndarray, q_exact: np.ndarray) -> np.ndarray:
