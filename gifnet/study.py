@@ -11,9 +11,18 @@
 Every run lives in ``<root>/<study>/<variant>/seed<k>/`` (deterministic). Running the same command again
 skips finished runs, resumes unfinished ones from ``checkpoints/last.pt`` (bit-identically on CPU, as
 ``resume=``), evaluates every finished run once (``eval/``, keyed by the checkpoint's SHA-256) and rebuilds
-the table (Markdown, CSV, PNG figures) in ``results_dir``. ``dry_run=true`` lists what is done, running and left,
-with an ETA from the measured iteration times. Under ``torchrun`` every rank trains each run together; rank 0
-evaluates and writes the table.
+the table (Markdown, CSV, PNG figures) in ``results_dir``.
+
+Each evaluated run also leaves a *record* in ``results_dir/records/<variant>/seed<k>/`` (``record.json``: overrides,
+checkpoint SHA-256, training status; ``identity.yaml``; the evaluation's ``summary.csv``; the total losses
+``losses.csv``), small files meant to be committed with the table. A run whose folder is gone (``runs/`` is not
+kept) but whose record is there counts as finished (state ``recorded``): it is not trained again and its row stays
+in the table, so a study continues in a fresh checkout from what was committed. A record whose identity differs
+from what the study composes now is refused, as a run folder is. References are recorded the same way
+(``results_dir/records/reference/<name>/``) and not evaluated again while the checkpoint's SHA-256 matches.
+
+``dry_run=true`` lists what is done, running and left, with an ETA from the measured iteration times. Under
+``torchrun`` every rank trains each run together; rank 0 evaluates and writes the table.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ class RunSpec:
     seed: int
     overrides: tuple[str, ...]
     run_dir: Path
+    record_dir: Path | None = None  # results_dir/records/<variant>/seed<k>: the committed record of a finished run
 
     @property
     def last(self) -> Path:
@@ -75,17 +85,21 @@ class Study:
     table: dict[str, list[str]]
     description: str = ""
     notes: list[str] = field(default_factory=list)
+    results_dir: Path | None = None  # where the table and the run records go (set by run_study)
 
     @property
     def dir(self) -> Path:
         return self.root / self.name
+
+    def record_dir(self, *parts: str) -> Path | None:
+        return None if self.results_dir is None else self.results_dir / "records" / Path(*parts)
 
     def runs(self) -> list[RunSpec]:
         out = []
         for v, spec in self.variants.items():
             for s in spec["seeds"]:
                 ov = (*self.base, *spec["overrides"], f"seed={s}", f"data.seed={s}")  # the seed sets init and data
-                out.append(RunSpec(v, int(s), ov, self.dir / v / f"seed{s}"))
+                out.append(RunSpec(v, int(s), ov, self.dir / v / f"seed{s}", self.record_dir(v, f"seed{s}")))
         return out
 
 
@@ -141,13 +155,27 @@ def _write_json(path: Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
+FINISHED = ("done", "recorded")
+
+
+def _record(run: RunSpec) -> dict | None:
+    """The committed record of a finished run (``record.json`` + ``summary.csv``), or None."""
+    if run.record_dir is None or not (run.record_dir / "summary.csv").is_file():
+        return None
+    return _read_json(run.record_dir / "record.json")
+
+
 def run_state(run: RunSpec) -> tuple[str, dict]:
-    """``("done" | "failed" | "partial" | "todo", status dict)`` of one run from its folder."""
+    """``("done" | "recorded" | "failed" | "partial" | "todo", status dict)`` of one run: from its folder, else
+    from its committed record (``recorded``: finished and evaluated, folder gone or not finished here)."""
     status = _read_json(run.run_dir / "status.json") or {}
     if (run.run_dir / "failed.json").is_file():
         return "failed", {**status, **(_read_json(run.run_dir / "failed.json") or {})}
     if status.get("finished") and (run.run_dir / "summary.json").is_file() and run.last.is_file():
         return "done", status
+    record = _record(run)
+    if record is not None:
+        return "recorded", dict(record.get("status") or {})
     if run.last.is_file():
         return "partial", status
     return "todo", status
@@ -174,7 +202,7 @@ def study_status(study: Study) -> dict[str, Any]:
     default_total = statistics.median(known_total) if known_total else None
     eta = 0.0
     for r in rows:
-        if r["state"] in ("done", "failed"):
+        if r["state"] in ("done", "recorded", "failed"):
             r["eta_s"] = 0.0
             continue
         rate = r["seconds_per_iter"] or typical
@@ -199,9 +227,10 @@ def format_status(study: Study) -> str:
         it = f"{r['iteration']}/{r['total']}" if r["total"] else "-"
         extra = f"  error: {r['error']}" if r.get("error") else ""
         lines.append(f"  {r['variant']:<24} seed {r['seed']:<3} {what:<28} iter {it:<10} "
-                     f"eta {_fmt_s(r['eta_s']) if r['state'] not in ('done', 'failed') else '-'}{extra}")
-    counts = {k: sum(r["state"] == k for r in st["runs"]) for k in ("done", "partial", "todo", "failed")}
-    lines.append(f"  done {counts['done']}, in progress {counts['partial']}, left {counts['todo']}, "
+                     f"eta {_fmt_s(r['eta_s']) if r['state'] not in ('done', 'recorded', 'failed') else '-'}{extra}")
+    counts = {k: sum(r["state"] == k for r in st["runs"]) for k in ("done", "recorded", "partial", "todo", "failed")}
+    lines.append(f"  done {counts['done'] + counts['recorded']} ({counts['recorded']} from committed records), "
+                 f"in progress {counts['partial']}, left {counts['todo']}, "
                  f"failed {counts['failed']}; time left {_fmt_s(st['eta_s'])}"
                  + (f" at {st['seconds_per_iter']:.2f} s/iteration" if st["seconds_per_iter"] else ""))
     return "\n".join(lines)
@@ -224,22 +253,24 @@ def _identity(run: RunSpec) -> dict:
     return OmegaConf.to_container(compose_train_config(run.overrides), resolve=True)
 
 
-def check_identity(run: RunSpec) -> None:
-    """Refuse to reuse a run folder whose stored configuration differs from what the study composes today
-    (an edited experiment or study config): its results would be labelled with a recipe they were not trained with.
+def check_identity(run: RunSpec, folder: Path | None = None) -> None:
+    """Refuse to reuse a run folder (or a run record: ``folder``) whose stored configuration differs from what the
+    study composes today (an edited experiment or study config): its results would be labelled with a recipe they
+    were not trained with.
     """
     import yaml
 
     from gifnet.engine.resume import flatten
 
-    path = run.run_dir / "identity.yaml"
+    folder = run.run_dir if folder is None else folder
+    path = folder / "identity.yaml"
     if not path.is_file():
         return
     stored, now = flatten(yaml.safe_load(path.read_text())), flatten(_identity(run))
     diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
     if diff:
         shown = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
-        raise StudyError(f"{run.run_dir}: trained with another configuration than the study composes now ({shown}"
+        raise StudyError(f"{folder}: trained with another configuration than the study composes now ({shown}"
                          f"{', ...' if len(diff) > 8 else ''}); restore the config or move the folder away to retrain")
 
 
@@ -288,6 +319,60 @@ def evaluate_checkpoint(checkpoint: Path, out: Path, selection: str, name: str, 
                                      "overrides": list(eval_overrides)})  # fmt: skip
 
 
+def _copy_if_changed(src: Path, dst: Path, keep=None) -> None:
+    """Write ``src`` (its lines filtered by ``keep``) to ``dst`` atomically, untouched when the text is the same."""
+    text = src.read_text()
+    if keep is not None:
+        lines = text.splitlines(keepends=True)
+        text = "".join(lines[:1] + [ln for ln in lines[1:] if keep(ln)])
+    if dst.is_file() and dst.read_text() == text:
+        return
+    with atomic_path(dst) as tmp:
+        tmp.write_text(text)
+
+
+def _write_record(run: RunSpec, selection: str) -> None:
+    """The run's committed record (see the module docstring); rewritten only where its content changed."""
+    if run.record_dir is None:
+        return
+    ev = _eval_dir(run.run_dir, selection)
+    stamp = _read_json(ev / "stamp.json") or {}
+    status = {k: v for k, v in (_read_json(run.run_dir / "status.json") or {}).items() if k != "pid"}
+    record = {"variant": run.variant, "seed": run.seed, "overrides": list(run.overrides),
+              "checkpoint_sha256": stamp.get("sha256"), "eval": selection,
+              "eval_overrides": stamp.get("overrides", []), "status": status,
+              "source": "written by the study runner from the run folder"}  # fmt: skip
+    run.record_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("identity.yaml", "config.yaml"):
+        if (run.run_dir / name).is_file():
+            _copy_if_changed(run.run_dir / name, run.record_dir / name)
+    if (run.run_dir / "losses.csv").is_file():  # the total loss per task only (the terms stay in the run folder)
+        _copy_if_changed(run.run_dir / "losses.csv", run.record_dir / "losses.csv",
+                         keep=lambda ln: ln.count(",") >= 3 and ln.split(",")[2].endswith("/total"))
+    _copy_if_changed(ev / "summary.csv", run.record_dir / "summary.csv")
+    old = _read_json(run.record_dir / "record.json")
+    if old != json.loads(json.dumps(record, default=str)):
+        _write_json(run.record_dir / "record.json", record)
+
+
+def _summary_of(run: RunSpec, selection: str) -> Path | None:
+    """The evaluation summary of a finished run: its folder's, else its record's."""
+    state = run_state(run)[0]
+    if state == "done" and (_eval_dir(run.run_dir, selection) / "summary.csv").is_file():
+        return _eval_dir(run.run_dir, selection) / "summary.csv"
+    if state == "recorded":
+        return run.record_dir / "summary.csv"
+    return None
+
+
+def _reference_summary(study: Study, ref: str) -> Path | None:
+    p = _eval_dir(study.dir / "reference" / ref, study.eval) / "summary.csv"
+    if p.is_file():
+        return p
+    rec = study.record_dir("reference", ref)
+    return rec / "summary.csv" if rec is not None and (rec / "summary.csv").is_file() else None
+
+
 # -------------------------------------------------------------------------------------------------- table
 def _read_summary(path: Path) -> dict[tuple[str, str], float]:
     import csv
@@ -314,16 +399,16 @@ def collect_results(study: Study) -> dict[str, Any]:
         row = rows.setdefault(run.variant, {"kind": "variant", "seeds": [], "values": {}, "state": {}})
         state, st = run_state(run)
         row["state"][run.seed] = state if state != "failed" else f"failed: {st.get('error', '')}"
-        summary = _eval_dir(run.run_dir, study.eval) / "summary.csv"
-        if state == "done" and summary.is_file():
+        summary = _summary_of(run, study.eval)
+        if summary is not None:
             row["seeds"].append(run.seed)
             directions.update(_directions(summary))
             for k, v in _read_summary(summary).items():
                 row["values"].setdefault(k, []).append(v)
     for ref in study.references:
-        summary = _eval_dir(study.dir / "reference" / ref, study.eval) / "summary.csv"
+        summary = _reference_summary(study, ref)
         row = {"kind": "reference", "seeds": [], "values": {}, "state": {}}
-        if summary.is_file():
+        if summary is not None:
             directions.update(_directions(summary))
             row["values"] = {k: [v] for k, v in _read_summary(summary).items()}
         rows[ref] = row
@@ -388,8 +473,8 @@ def write_study_table(study: Study, results_dir: str | Path) -> dict[str, Path]:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["variant", "seed", "dataset", "metric", "value"])
     for run in study.runs():
-        summary = _eval_dir(run.run_dir, study.eval) / "summary.csv"
-        if run_state(run)[0] == "done" and summary.is_file():
+        summary = _summary_of(run, study.eval)
+        if summary is not None:
             for (d, m), v in sorted(_read_summary(summary).items()):
                 if (d, m) in cols:
                     w.writerow([run.variant, run.seed, d, m, repr(v)])
@@ -447,7 +532,7 @@ def write_study_table(study: Study, results_dir: str | Path) -> dict[str, Path]:
                 cells.append(f"{100 * _mean_sd(vals)[0] / ref_vals[k]:.0f} %" if ok else "–")
             lines.append("| " + " | ".join(cells) + " |")
     missing = [(n, s, st) for n, r in rows.items() if r["kind"] == "variant" for s, st in r["state"].items()
-               if st != "done"]  # fmt: skip
+               if st not in FINISHED]  # fmt: skip
     lines += ["", "Runs not in the table: " + ("none." if not missing else
               "; ".join(f"`{n}` seed {s} ({st})" for n, s, st in missing) + ".")]  # fmt: skip
     if study.notes:
@@ -533,6 +618,8 @@ def _loss_curves(study: Study) -> dict[tuple[str, int], dict[str, list[tuple[int
     curves = {}
     for run in study.runs():
         path = run.run_dir / "losses.csv"
+        if not path.is_file() and run.record_dir is not None:
+            path = run.record_dir / "losses.csv"
         if not path.is_file():
             continue
         c: dict[str, list[tuple[int, float]]] = {}
@@ -560,6 +647,7 @@ def run_study(
     from gifnet.engine.trainer import NonFiniteLossError
 
     rank = int(os.environ.get("RANK", "0"))
+    study.results_dir = Path(results_dir) if results_dir is not None else study.dir / "results"
     if only:
         unknown = sorted(set(only) - set(study.variants))
         if unknown:
@@ -578,7 +666,7 @@ def run_study(
         if only and run.variant not in only:
             continue
         state, _ = run_state(run)
-        if state == "done" or (state == "failed" and not retry_failed):
+        if state in FINISHED or (state == "failed" and not retry_failed):
             continue
         if state == "failed":
             (run.run_dir / "failed.json").unlink()
@@ -606,16 +694,35 @@ def run_study(
 def _evaluate_and_tabulate(study: Study, results_dir, eval_overrides: Sequence[str]) -> dict[str, Path]:
     """Evaluate every finished run and reference not evaluated yet (SHA-256 stamps), then rebuild the table."""
     from gifnet.data.datasets import resolve_path
+    from gifnet.models.convert import sha256_of
 
+    results_dir = Path(results_dir) if results_dir is not None else study.dir / "results"
+    study.results_dir = results_dir
     for run in study.runs():
-        if run_state(run)[0] == "done":
+        state = run_state(run)[0]
+        if state == "done":
             check_identity(run)
             evaluate_checkpoint(run.last, _eval_dir(run.run_dir, study.eval), study.eval, run.variant,
                                 eval_overrides)  # fmt: skip
+            _write_record(run, study.eval)
+        elif state == "recorded":
+            check_identity(run, run.record_dir)
     for ref, path in study.references.items():
         p = resolve_path(path)
+        rec = study.record_dir("reference", ref)
+        old = _read_json(rec / "record.json") or {}
         if not p.is_file():
-            log.warning("reference %s: %s not found; row left empty", ref, p)
+            log.warning("reference %s: %s not found; %s", ref, p,
+                        "its committed record is used" if old else "row left empty")  # fmt: skip
             continue
-        evaluate_checkpoint(p, _eval_dir(study.dir / "reference" / ref, study.eval), study.eval, ref, eval_overrides)
-    return write_study_table(study, results_dir or study.dir / "results")
+        digest = sha256_of(p)
+        if old.get("checkpoint_sha256") == digest and old.get("eval") == study.eval \
+                and old.get("eval_overrides") == list(eval_overrides) and (rec / "summary.csv").is_file():  # fmt: skip
+            continue
+        out = _eval_dir(study.dir / "reference" / ref, study.eval)
+        evaluate_checkpoint(p, out, study.eval, ref, eval_overrides)
+        rec.mkdir(parents=True, exist_ok=True)
+        _copy_if_changed(out / "summary.csv", rec / "summary.csv")
+        _write_json(rec / "record.json", {"reference": ref, "checkpoint": path, "checkpoint_sha256": digest,
+                                          "eval": study.eval, "eval_overrides": list(eval_overrides)})  # fmt: skip
+    return write_study_table(study, results_dir)

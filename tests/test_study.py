@@ -226,3 +226,50 @@ def test_a_run_trained_with_another_recipe_is_not_reused(tmp_path):
     edited = load_study({**raw, "base": [*FAST, "optim.lr=1e-3"]}, root=tmp_path / "runs")
     with pytest.raises(StudyError, match=r"another configuration .*optim.lr: 0.0003 -> 0.001"):
         run_study(edited, results_dir=tmp_path / "res", eval_overrides=ev)
+
+
+def test_committed_records_carry_a_study_into_a_fresh_checkout(tmp_path, monkeypatch):
+    """runs/ is not kept: the records written beside the table keep finished runs (and the reference) finished."""
+    from gifnet.models import GIFNet, save_checkpoint
+
+    ev = _bench(tmp_path)
+    torch.manual_seed(3)
+    save_checkpoint(tmp_path / "ref.pt", GIFNet(enc_width=6, window=4, mlp_ratio=1.0), trained_tasks=["ivif"])
+    raw = {"name": "rec", "base": FAST, "seeds": [0], "baseline": "a", "eval": "quick",
+           "variants": {"a": {}, "b": {"overrides": ["model.gating=fixed"]}},
+           "table": {"tiny_ivif": ["Qabf", "SF"]}, "references": {"ref": str(tmp_path / "ref.pt")}}  # fmt: skip
+    res = tmp_path / "res"
+    run_study(load_study(raw, root=tmp_path / "runs"), results_dir=res, only=["a"], eval_overrides=ev)
+    rec = res / "records" / "a" / "seed0"
+    record = json.loads((rec / "record.json").read_text())
+    assert record["overrides"][-2:] == ["seed=0", "data.seed=0"] and len(record["checkpoint_sha256"]) == 64
+    assert record["status"]["finished"] and (rec / "identity.yaml").is_file()
+    losses = list(csv.DictReader(open(rec / "losses.csv")))
+    assert losses and all(r["name"].endswith("/total") for r in losses)
+    assert (res / "records" / "reference" / "ref" / "summary.csv").is_file()
+    table = (res / "table.md").read_text()
+    assert "`a`" in table and "`b` seed 0 (todo)" in table
+
+    # a fresh checkout: the run folders are gone, the records (committed) are not
+    shutil.rmtree(tmp_path / "runs")
+    study = load_study(raw, root=tmp_path / "runs")
+    study.results_dir = res
+    assert [r["state"] for r in study_status(study)["runs"]] == ["recorded", "todo"]
+
+    def no_eval(*a, **k):
+        raise AssertionError("a recorded run or reference was evaluated again")
+
+    monkeypatch.setattr(study_mod, "evaluate_checkpoint", no_eval)
+    again = run_study(study, results_dir=res, train=False, eval_overrides=ev)
+    assert again["trained"] == [] and (res / "table.md").read_text() == table
+    assert (res / "losses.png").is_file()
+    # training goes on with what is missing only
+    monkeypatch.undo()
+    trained = []
+    monkeypatch.setattr(study_mod, "train_run", lambda run, extra: trained.append(run.variant) or {})
+    run_study(study, results_dir=res, only=["a", "b"], eval_overrides=ev)
+    assert trained == ["b"]
+    # a record of another recipe is refused, as a run folder is
+    edited = load_study({**raw, "base": [*FAST, "optim.lr=1e-3"]}, root=tmp_path / "runs")
+    with pytest.raises(StudyError, match=r"res[/\\]records[/\\]a[/\\]seed0: trained with another configuration"):
+        run_study(edited, results_dir=res, train=False, eval_overrides=ev)
