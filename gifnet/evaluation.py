@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import time
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from gifnet.data.io import list_images, match_pairs, read_image, write_image_atomic
+from gifnet.evaluation_jobs import FusedCache, MetricPool, default_cache_dir, resolve_workers
 from gifnet.fusion import TASKS, Fuser, describe_error, load_any_checkpoint
-from gifnet.metrics import METRICS, compute_checked, list_conventions, list_metrics, read_for_metrics
+from gifnet.metrics import METRICS, list_conventions, list_metrics, read_for_metrics
 from gifnet.paths import PROJECT_ROOT, atomic_path, shared_root
 
 log = logging.getLogger(__name__)
@@ -301,7 +303,10 @@ class EvalResult:
     checkpoint_names: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {"fusion": s, "metrics": s}
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {"fusion"|"metrics"|"read": s}
+    metric_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {metric: s}
+    workers: int = 0
+    cache: dict[str, object] = field(default_factory=dict)  # dir, hits, misses
 
     def seen(self, spec: DatasetSpec) -> bool:
         return spec.task in self.trained_tasks
@@ -391,6 +396,12 @@ def _fuse_one(fuser: Fuser, pa: Path, pb: Path | None) -> np.ndarray:
     return fuser.fuse_arrays(img_a, img_b, names=(str(pa), str(pb)))
 
 
+def _failed(reason: str) -> object:
+    from gifnet.evaluation_jobs import _Done
+
+    return _Done({"error": reason})
+
+
 def _peer_dirs(spec: DatasetSpec) -> dict[str, Path]:
     """Published methods of ``spec`` (sub-folders of its ``peers`` folder), sorted by name."""
     if spec.peers is None:
@@ -419,6 +430,8 @@ def evaluate(
     figure: bool = False,
     figure_image: str | None = None,
     figure_top: int = 4,
+    cache_dir: str | Path | None = None,
+    workers: int | str = 0,
 ) -> EvalResult:
     """Fuse and score every selected dataset, then write the reports (see :func:`write_reports`).
 
@@ -440,6 +453,10 @@ def evaluate(
         peers: add every published method shared for each dataset (its YAML's ``peers`` folder).
         figure: write ``out/figures/<dataset>.png`` (:func:`write_figures`) for image ``figure_image`` (default:
             the first evaluated), with the ``figure_top`` best-ranked other methods beside the checkpoints.
+        cache_dir: a folder for the fused-output cache (:class:`gifnet.evaluation_jobs.FusedCache`; ``None``: no
+            cache): a checkpoint's outputs are fused once per checkpoint file, settings, code and source files.
+        workers: processes that compute the metrics while the next image fuses (``"auto"``: every core for 8 or
+            more images; 0: in this process). Values do not depend on it.
 
     Missing or unreadable fused files, size mismatches and metric errors become per-image :class:`Failure` s
     (listed in the tables' footers), never silently dropped. Values that floating-point round-off decides
@@ -488,55 +505,76 @@ def evaluate(
                 raise FileNotFoundError(f"methods.{m}: folder not found: {d}")
             extra_dirs[spec.name][m] = d
         extra_dirs[spec.name].update(peer_dirs[spec.name])
-    for spec, pairs in jobs:
-        fusers = {n: Fuser(model, task=spec.task, color_mode=color_mode, device=device, precision=precision)
-                  for n, (model, _) in models.items()}  # fmt: skip
-        indexes = {m: _index_by_stem(d) for m, d in extra_dirs[spec.name].items()}
-        result.methods[spec.name] = [*ckpts, *spec.source_methods, *indexes]
-        result.images[spec.name] = [s for s, _, _ in pairs]
-        timing = result.timings.setdefault(spec.name, {"fusion": 0.0, "metrics": 0.0})
-        for stem, pa, pb in tqdm(pairs, desc=f"eval {spec.name}", disable=not progress):
-            try:
-                src = {"A": read_for_metrics(pa)}
-                if pb is not None:
-                    src["B"] = read_for_metrics(pb)
-            except Exception as e:  # noqa: BLE001 - one bad item is recorded, the evaluation goes on
-                for m in result.methods[spec.name]:
-                    result.failures.append(Failure(spec.name, m, stem, f"cannot read sources: {describe_error(e)}"))
+    cache = FusedCache(cache_dir)
+    n_workers = resolve_workers(workers, sum(len(p) for _, p in jobs))
+    pending: list[tuple[str, str, str, Path | None, object]] = []  # dataset, method, image, file, result/future
+    with MetricPool(n_workers) as pool:
+        for spec, pairs in jobs:
+            fusers = {n: Fuser(model, task=spec.task, color_mode=color_mode, device=device, precision=precision)
+                      for n, (model, _) in models.items()}  # fmt: skip
+            indexes = {m: _index_by_stem(d) for m, d in extra_dirs[spec.name].items()}
+            result.methods[spec.name] = [*ckpts, *spec.source_methods, *indexes]
+            result.images[spec.name] = [s for s, _, _ in pairs]
+            timing = result.timings.setdefault(spec.name, {"fusion": 0.0, "metrics": 0.0, "read": 0.0})
+            for stem, pa, pb in tqdm(pairs, desc=f"eval {spec.name}", disable=not progress):
+                try:
+                    read_for_metrics(pa)
+                    if pb is not None:
+                        read_for_metrics(pb)
+                except Exception as e:  # noqa: BLE001 - one bad item is recorded, the evaluation goes on
+                    for m in result.methods[spec.name]:
+                        pending.append((spec.name, m, stem, None, _failed(f"cannot read sources: {describe_error(e)}")))
+                    continue
+                result.sources[(spec.name, stem)] = (pa, pb)
+                candidates: list[tuple[str, Path | str | None]] = []
+                t_fuse = time.perf_counter()
+                for n, fuser in fusers.items():
+                    try:
+                        target = out / "fused" / spec.name / n / f"{stem}.png"
+                        settings = {"task": spec.task, "color_mode": color_mode, "precision": precision,
+                                    "device": fuser.device.type}  # fmt: skip
+                        key, material = cache.key(ckpts[n], settings, [pa, pb]) if cache.dir else (None, None)
+                        if key is None or not cache.fetch(key, target):
+                            write_image_atomic(target, _fuse_one(fuser, pa, pb))
+                            if key is not None:
+                                cache.store(key, material, target)
+                        candidates.append((n, target))
+                    except Exception as e:  # noqa: BLE001 - recorded as this image's failure
+                        candidates.append((n, f"fusion failed: {describe_error(e)}"))
+                timing["fusion"] += time.perf_counter() - t_fuse
+                for m, slot in spec.source_methods.items():
+                    candidates.append((m, pa if slot == "A" else pb))
+                for m, table in indexes.items():
+                    missing = f"missing fused file {stem}.* in {extra_dirs[spec.name][m]}"
+                    candidates.append((m, table.get(stem, missing)))
+                slots = {"A": pa, "B": pb}
+                a_path, b_path = (str(slots[x]) for x in spec.metric_sources)
+                for m, where in candidates:
+                    if not isinstance(where, Path):
+                        pending.append((spec.name, m, stem, None, _failed(str(where))))
+                        continue
+                    job = pool.submit(spec.convention, a_path, b_path, str(where), list(spec.metrics))
+                    pending.append((spec.name, m, stem, where, job))
+        for ds, m, stem, where, job in pending:  # in submission order: the same result for any number of workers
+            r = job.result()
+            if "error" in r:
+                result.failures.append(Failure(ds, m, stem, r["error"]))
                 continue
-            result.sources[(spec.name, stem)] = (pa, pb)
-            candidates: list[tuple[str, Path | str | None]] = []
-            t_fuse = time.perf_counter()
-            for n, fuser in fusers.items():
-                try:
-                    target = out / "fused" / spec.name / n / f"{stem}.png"
-                    write_image_atomic(target, _fuse_one(fuser, pa, pb))
-                    candidates.append((n, target))
-                except Exception as e:  # noqa: BLE001 - recorded as this image's failure
-                    candidates.append((n, f"fusion failed: {describe_error(e)}"))
-            timing["fusion"] += time.perf_counter() - t_fuse
-            t_metrics = time.perf_counter()
-            for m, slot in spec.source_methods.items():
-                candidates.append((m, pa if slot == "A" else pb))
-            for m, table in indexes.items():
-                candidates.append((m, table.get(stem, f"missing fused file {stem}.* in {extra_dirs[spec.name][m]}")))
-            a_img, b_img = src[spec.metric_sources[0]], src[spec.metric_sources[1]]
-            for m, where in candidates:
-                if not isinstance(where, Path):
-                    result.failures.append(Failure(spec.name, m, stem, str(where)))
-                    continue
-                try:
-                    f_img = read_for_metrics(where)
-                    vals = compute_checked(spec.convention, a_img, b_img, f_img, list(spec.metrics))
-                except Exception as e:  # noqa: BLE001 - recorded as this image's failure
-                    result.failures.append(Failure(spec.name, m, stem, f"{where.name}: {describe_error(e)}"))
-                    continue
-                result.values.extend((spec.name, m, stem, k, v.value) for k, v in vals.items())
-                result.files[(spec.name, m, stem)] = where
-                result.roundoff.update((spec.name, m, stem, k) for k, v in vals.items() if v.roundoff)
-            timing["metrics"] += time.perf_counter() - t_metrics
-        log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s", spec.name, len(pairs), timing["fusion"],
-                 timing["metrics"])
+            result.values.extend((ds, m, stem, k, v) for k, v, _ in r["values"])
+            result.roundoff.update((ds, m, stem, k) for k, _, flag in r["values"] if flag)
+            result.files[(ds, m, stem)] = where
+            per_metric = result.metric_seconds.setdefault(ds, {})
+            for k, t in r["timings"].items():
+                per_metric[k] = per_metric.get(k, 0.0) + t
+            result.timings[ds]["metrics"] += sum(r["timings"].values())
+            result.timings[ds]["read"] += r["read"]
+    result.workers, result.cache = n_workers, {"dir": None if cache.dir is None else str(cache.dir),
+                                               "hits": cache.hits, "misses": cache.misses}  # fmt: skip
+    for spec in datasets:
+        t = result.timings.get(spec.name, {})
+        log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s (summed over %s), reading %.1f s", spec.name,
+                 len(result.images.get(spec.name, [])), t.get("fusion", 0.0), t.get("metrics", 0.0),
+                 f"{n_workers} worker(s)" if n_workers else "this process", t.get("read", 0.0))
     result.seconds = time.perf_counter() - t0
     write_reports(result, out)
     if figure:
@@ -845,6 +883,10 @@ def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
         _csv_text(["section", "dataset", "task", "convention", "method", "metric", "better", "n", "mean", "std",
                    "best", "second", "rank", "roundoff", "avg_rank"], rows),
     )  # fmt: skip
+    timings = {"seconds": result.seconds, "workers": result.workers, "cache": result.cache,
+               "datasets": {d: {**t, "images": len(result.images.get(d, [])),
+                                "per_metric": result.metric_seconds.get(d, {})} for d, t in result.timings.items()}}
+    paths["timings"] = _write_text_atomic(out / "timings.json", json.dumps(timings, indent=1) + "\n")
     paths["summary_md"] = _write_text_atomic(out / "summary.md", _markdown(result, stats))
     paths["summary_tex"] = _write_text_atomic(out / "summary.tex", _latex(result, stats))
     return paths
@@ -885,6 +927,8 @@ def evaluate_from_config(cfg) -> EvalResult:
     first = checkpoint or next(iter(extra.values()), None)
     trained = _trained_tasks(first) if first else []
     specs = select_datasets(sel, trained, c["paths"]["data_root"], c["datasets_dir"], metrics)
+    if not isinstance(c["cache"], bool):
+        raise ValueError(f"cache must be true or false, got {c['cache']!r}")
     images = c.get("images")
     if isinstance(images, str):
         images = [images]
@@ -893,6 +937,7 @@ def evaluate_from_config(cfg) -> EvalResult:
         images=images, color_mode=c["color_mode"], precision=c["precision"], device=c["device"],
         progress=bool(c["progress"]), checkpoints=extra, peers=bool(c["peers"]), figure=bool(c["figure"]),
         figure_image=c["figure_image"], figure_top=int(c["figure_top"]),
+        cache_dir=(c["cache_dir"] or default_cache_dir()) if c["cache"] else None, workers=c["workers"],
     )  # fmt: skip
 
 

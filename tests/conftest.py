@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 # Keep the suite predictable on small CI machines (2 cores, pytest-xdist with 2 workers).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The evaluation's fused-output cache (default ~/.cache/gifnet) goes to a folder of this test process.
+os.environ["GIFNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="gifnet-test-cache-")
 
 import torch  # noqa: E402
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -347,22 +349,23 @@ def test_compare_eval_script_reads_csv_and_markdown(tmp_path):
 
 def test_any_per_image_error_is_recorded_and_the_evaluation_goes_on(bench, monkeypatch):
     import gifnet.evaluation as ev
+    import gifnet.metrics as metrics_mod
 
-    real_fuse, real_compute = ev._fuse_one, ev.compute_checked
+    real_fuse, real_compute = ev._fuse_one, metrics_mod.compute_checked
 
     def fuse(fuser, pa, pb):
         if pa.stem == "p0":
             raise RuntimeError("decoder exploded")  # not a ValueError/OSError
         return real_fuse(fuser, pa, pb)
 
-    def compute(convention, a, b, f, metrics):
+    def compute(convention, a, b, f, metrics, timings=None):
         if getattr(compute, "n", 0) == 0:  # the first image that reaches the metrics
             compute.n = 1
             raise ZeroDivisionError("flat window")
-        return real_compute(convention, a, b, f, metrics)
+        return real_compute(convention, a, b, f, metrics, timings=timings)
 
     monkeypatch.setattr(ev, "_fuse_one", fuse)
-    monkeypatch.setattr(ev, "compute_checked", compute)
+    monkeypatch.setattr(metrics_mod, "compute_checked", compute)
     res = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"], progress=False, data_root=bench["root"],
                    datasets_dir=bench["dsets"])  # fmt: skip
     fails = {(f.method, f.image): f.error for f in res.failures}
@@ -382,3 +385,79 @@ def test_quick_suite_names_existing_images(shared):
         from gifnet.evaluation import _pairs
 
         assert [stem for stem, _, _ in _pairs(s, None, None)] == list(s.images)
+
+
+def _scored(res):
+    return sorted(res.values), sorted(res.roundoff), [(f.dataset, f.method, f.image, f.error) for f in res.failures]
+
+
+def test_metric_workers_give_the_same_result(bench):
+    """Metrics in 2 worker processes (overlapping the fusion): the same values and failures, in the same order."""
+    (bench["flat"] / "p2.png").write_bytes(b"not an image")  # one unreadable fused file: a failure either way
+    kw = dict(methods={"Flat": {"toy_ivif": bench["flat"]}, "Mean": bench["mean"]}, progress=False,
+              data_root=bench["root"], datasets_dir=bench["dsets"])  # fmt: skip
+    serial = evaluate(bench["ckpt"], "all", out=bench["out"] / "serial", workers=0, **kw)
+    pooled = evaluate(bench["ckpt"], "all", out=bench["out"] / "pooled", workers=2, **kw)
+    assert pooled.workers == 2 and serial.workers == 0
+    assert pooled.values == serial.values and _scored(pooled) == _scored(serial)
+    assert {(f.method, f.image) for f in pooled.failures} == {("Flat", "p1"), ("Flat", "p2")}
+    for name in ("per_image.csv", "summary.csv", "summary.md", "failures.csv"):
+        texts = [(bench["out"] / d / name).read_text() for d in ("pooled", "serial")]
+        assert [re.sub(r"wall time [0-9.]+ s", "", t) for t in texts[:1]] == \
+            [re.sub(r"wall time [0-9.]+ s", "", t) for t in texts[1:]], name  # fmt: skip
+    with pytest.raises(ValueError, match="workers must be 'auto' or an integer >= 0"):
+        evaluate(bench["ckpt"], "all", out=bench["out"] / "bad", workers=-1, **kw)
+
+
+def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog):
+    """A second evaluation of the same checkpoint reads its fused files from the cache; any change of checkpoint,
+    setting or source fuses again; an unwritable cache is reported and the evaluation goes on."""
+    import gifnet.evaluation as ev
+
+    kw = dict(progress=False, data_root=bench["root"], datasets_dir=bench["dsets"], cache_dir=tmp_path / "cache")
+    first = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "1", **kw)
+    assert first.cache["misses"] == 3 and first.cache["hits"] == 0
+    entries = sorted((tmp_path / "cache" / "fused").rglob("*.json"))
+    assert len(entries) == 3
+    material = json.loads(entries[0].read_text())
+    assert set(material) == {"checkpoint_sha256", "settings", "fusion_code", "torch", "sources_sha256"}
+    assert material["settings"] == {"task": "ivif", "color_mode": "standard", "precision": "fp32", "device": "cpu"}
+
+    fused = []
+    real = ev._fuse_one
+    monkeypatch.setattr(ev, "_fuse_one", lambda fuser, pa, pb: fused.append(pa.stem) or real(fuser, pa, pb))
+    again = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "2", **kw)
+    assert fused == [] and again.cache["hits"] == 3 and again.values == first.values
+    for stem in ("p0", "p1", "p2"):
+        a, b = (bench["out"] / d / "fused" / "toy_ivif" / "GIFNet" / f"{stem}.png" for d in ("1", "2"))
+        assert a.read_bytes() == b.read_bytes()
+    # another setting, another source file or another checkpoint: fused again
+    evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "3", color_mode="official", **kw)
+    assert fused == ["p0", "p1", "p2"]
+    fused.clear()
+    write_image_atomic(bench["root"] / "ivif" / "Toy" / "A" / "p1.png", np.zeros((SIZE, SIZE), np.uint8))
+    evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "4", **kw)
+    assert fused == ["p1"]
+    fused.clear()
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.pt", GIFNet(enc_width=6, window=4).eval(), trained_tasks=["ivif"])
+    evaluate(other, "toy_ivif", out=bench["out"] / "5", **kw)
+    assert fused == ["p0", "p1", "p2"]
+    # a cache that cannot be written: one warning, the evaluation is complete
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    res = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "6", **{**kw, "cache_dir": blocked})
+    assert len(res.values) == len(first.values) and not res.failures
+    assert sum("cannot be written" in r.message for r in caplog.records) == 1
+
+
+def test_timings_are_reported(bench):
+    cfg = load_eval_config(_args(bench, "eval=toy_ivif", "workers=0"))
+    res = evaluate_from_config(cfg)
+    t = json.loads((bench["out"] / "timings.json").read_text())
+    assert t["workers"] == 0 and t["seconds"] == pytest.approx(res.seconds)
+    d = t["datasets"]["toy_ivif"]
+    assert d["images"] == 3 and d["fusion"] > 0 and set(d["per_metric"]) == {"EN", "SD", "MSE"}
+    assert d["metrics"] == pytest.approx(sum(d["per_metric"].values()))
+    with pytest.raises(ValueError, match="cache must be true or false"):
+        evaluate_from_config(load_eval_config(_args(bench, "eval=toy_ivif", "cache=maybe")))

@@ -1,0 +1,216 @@
+"""The two costly steps of an evaluation, made reusable: scoring one fused file, and a cache of fused outputs.
+
+- :func:`score_file` scores one fused file against its sources. :class:`MetricPool` runs these jobs in worker
+  processes (``workers=N``), so that the metrics of one image run while the next image fuses and the metrics of
+  many methods (published methods' files) use every core; ``workers=0`` runs them in this process. The values
+  are the same either way (the same function on the same files), and results come back in submission order.
+- :class:`FusedCache` keeps every fused output under a key made of the checkpoint file's SHA-256, the fusion
+  settings, the fusion code and torch version, and the SHA-256 of the source files: evaluating the same checkpoint
+  again (re-scoring, adding published methods, another metric list) reads its fused files instead of fusing.
+
+This module imports neither torch nor the model (the workers only score).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FusedCache", "MetricPool", "default_cache_dir", "fusion_code_digest", "resolve_workers", "score_file"]
+
+_SOURCES: OrderedDict[str, Any] = OrderedDict()  # per process: the last few source images read (path -> array)
+
+
+def _read_cached(path: str):
+    from gifnet.metrics import read_for_metrics
+
+    if path in _SOURCES:
+        _SOURCES.move_to_end(path)
+        return _SOURCES[path]
+    img = read_for_metrics(path)
+    _SOURCES[path] = img
+    if len(_SOURCES) > 4:
+        _SOURCES.popitem(last=False)
+    return img
+
+
+def score_file(convention: str, a_path: str, b_path: str, f_path: str, metrics: list[str]) -> dict[str, Any]:
+    """Score one fused file: ``{"values": [(metric, value, roundoff)], "timings": {metric: s}, "read": s}``, or
+    ``{"error": reason}`` when the file cannot be read or a metric fails (reason names the file)."""
+    from gifnet.metrics import compute_checked, read_for_metrics
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    try:
+        a, b = _read_cached(a_path), _read_cached(b_path)
+        f = _read_cached(f_path) if f_path in (a_path, b_path) else read_for_metrics(f_path)
+        read = time.perf_counter() - t0
+        vals = compute_checked(convention, a, b, f, list(metrics), timings=timings)
+    except Exception as e:  # noqa: BLE001 - one bad file is one failure; the evaluation goes on
+        from gifnet.data.io import describe_error
+
+        return {"error": f"{Path(f_path).name}: {describe_error(e)}"}
+    return {"values": [(k, v.value, bool(v.roundoff)) for k, v in vals.items()], "timings": timings, "read": read}
+
+
+def _init_worker() -> None:
+    """One thread per worker process: the workers share the cores with each other and with the fusion."""
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[k] = "1"
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - cv2 is a dependency
+        pass
+
+
+def resolve_workers(workers: int | str, n_images: int) -> int:
+    """``workers`` as a count: ``auto`` is every core for 8 or more images (the start of the worker processes,
+    a few seconds, costs more than it saves on fewer), else 0 (score in this process)."""
+    if workers == "auto":
+        return (os.cpu_count() or 1) if n_images >= 8 else 0
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be 'auto' or an integer >= 0, got {workers!r}")
+    return workers
+
+
+class _Done:
+    """A finished result with the interface of a :class:`concurrent.futures.Future` (``workers=0``)."""
+
+    def __init__(self, value: Any):
+        self._value = value
+
+    def result(self) -> Any:
+        return self._value
+
+
+class MetricPool:
+    """Scores fused files in ``workers`` processes (0: at once, in this process); ``submit`` returns a future."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            import multiprocessing as mp
+
+            # spawn, not fork: forking a process whose torch/OpenMP threads are running is unsafe
+            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+
+    def submit(self, *args: Any) -> Future | _Done:
+        if self._pool is None:
+            return _Done(score_file(*args))
+        return self._pool.submit(score_file, *args)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> MetricPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -------------------------------------------------------------------------------------------------- cache
+def default_cache_dir() -> Path:
+    """``$GIFNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/gifnet`` (``~/.cache/gifnet``); fused outputs go to ``fused/``."""
+    env = os.environ.get("GIFNET_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gifnet"
+
+
+def _sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fusion_code_digest() -> str:
+    """SHA-256 of the source of every module that decides a fused output (model, fusion, colour, remote sensing,
+    image I/O): editing any of them changes every cache key, so a cached output is never one of older code."""
+    root = Path(__file__).resolve().parent
+    files = sorted([root / "fusion.py", root / "color.py", root / "remote.py", root / "data" / "io.py",
+                    *(root / "models").glob("*.py")])  # fmt: skip
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+class FusedCache:
+    """Fused outputs by content key (see the module docstring); ``None`` folder: disabled.
+
+    Files live at ``<dir>/fused/<key[:2]>/<key>.png`` with a ``.json`` beside each naming what the key was made of.
+    A cache that cannot be written (read-only disk, full) is reported once and the evaluation goes on without it.
+    """
+
+    def __init__(self, folder: str | Path | None):
+        self.dir = None if folder is None else Path(folder) / "fused"
+        self.hits = self.misses = 0
+        self._warned = False
+        self._code = fusion_code_digest() if folder is not None else ""
+        self._ckpt: dict[str, str] = {}
+
+    def key(self, checkpoint: Path, settings: dict[str, Any], sources: list[Path | None]) -> tuple[str, dict]:
+        import torch
+
+        ck = str(Path(checkpoint).resolve())
+        if ck not in self._ckpt:
+            self._ckpt[ck] = _sha256(ck)
+        material = {"checkpoint_sha256": self._ckpt[ck], "settings": settings, "fusion_code": self._code,
+                    "torch": torch.__version__,
+                    "sources_sha256": [None if s is None else _sha256(s) for s in sources]}  # fmt: skip
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(), material
+
+    def _path(self, key: str) -> Path:
+        assert self.dir is not None
+        return self.dir / key[:2] / f"{key}.png"
+
+    def fetch(self, key: str, target: Path) -> bool:
+        """Copy the cached output of ``key`` to ``target`` (atomically); False when there is none."""
+        if self.dir is None:
+            return False
+        src = self._path(key)
+        if not src.is_file():
+            self.misses += 1
+            return False
+        from gifnet.paths import atomic_path
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+        self.hits += 1
+        return True
+
+    def store(self, key: str, material: dict, fused_file: Path) -> None:
+        if self.dir is None:
+            return
+        from gifnet.paths import atomic_path
+
+        dst = self._path(key)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst.with_suffix(".json")) as tmp:
+                tmp.write_text(json.dumps(material, indent=1, sort_keys=True))
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(fused_file, tmp)
+        except OSError as e:
+            if not self._warned:
+                log.warning("fused-output cache %s cannot be written (%s); going on without it", self.dir, e)
+                self._warned = True
