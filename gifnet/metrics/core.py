@@ -1256,9 +1256,10 @@ def fmi(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "none", w: i
     order = np.arange(w * w).reshape(w, w).T.ravel()
     va, vb, vf = va[:, order], vb[:, order], vf[:, order]
     total = 0.0
-    chunk = 20000
+    chunk, sub = 20000, 1024  # windows per partial sum / per vectorised batch (its K x w^2 x w^2 arrays fit in L2)
     for s in range(0, va.shape[0], chunk):
-        m_af = _fmi_pair(va[s : s + chunk], vf[s : s + chunk])
-        m_bf = _fmi_pair(vb[s : s + chunk], vf[s : s + chunk])
+        e = min(s + chunk, va.shape[0])
+        m_af = np.concatenate([_fmi_pair(va[i : min(i + sub, e)], vf[i : min(i + sub, e)]) for i in range(s, e, sub)])
+        m_bf = np.concatenate([_fmi_pair(vb[i : min(i + sub, e)], vf[i : min(i + sub, e)]) for i in range(s, e, sub)])
         total += float(np.sum((m_af + m_bf) / 2.0))
     return total / va.shape[0]
