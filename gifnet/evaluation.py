@@ -396,6 +396,16 @@ def _fuse_one(fuser: Fuser, pa: Path, pb: Path | None) -> np.ndarray:
     return fuser.fuse_arrays(img_a, img_b, names=(str(pa), str(pb)))
 
 
+def _device_kind(device) -> str:
+    """The device type and, on CPU, the instruction set torch dispatches to (kernels, hence the last bits of a
+    fused value, differ between them): part of the fused-output cache key."""
+    import torch
+
+    if device.type == "cpu":
+        return f"cpu-{torch.backends.cpu.get_cpu_capability()}"
+    return device.type
+
+
 def _failed(reason: str) -> object:
     from gifnet.evaluation_jobs import _Done
 
@@ -532,7 +542,7 @@ def evaluate(
                     try:
                         target = out / "fused" / spec.name / n / f"{stem}.png"
                         settings = {"task": spec.task, "color_mode": color_mode, "precision": precision,
-                                    "device": fuser.device.type}  # fmt: skip
+                                    "device": _device_kind(fuser.device)}  # fmt: skip
                         key, material = cache.key(ckpts[n], settings, [pa, pb]) if cache.dir else (None, None)
                         if key is None or not cache.fetch(key, target):
                             write_image_atomic(target, _fuse_one(fuser, pa, pb))
@@ -721,7 +731,8 @@ def _markdown(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]
         f"- failures: {len(result.failures)}; wall time {result.seconds:.1f} s",
     ]  # fmt: skip
     if result.timings:
-        lines.append("- time per dataset (fusion + metrics): " + "; ".join(
+        where = f"summed over {result.workers} worker processes, run while fusing" if result.workers else "in turn"
+        lines.append(f"- time per dataset, fusion + metrics ({where}; timings.json per metric): " + "; ".join(
             f"{k} {v['fusion']:.1f} + {v['metrics']:.1f} s" for k, v in result.timings.items()))
     lines.append("")
     for title, specs in _sections(result):

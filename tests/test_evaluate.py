@@ -421,7 +421,8 @@ def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog):
     assert len(entries) == 3
     material = json.loads(entries[0].read_text())
     assert set(material) == {"checkpoint_sha256", "settings", "fusion_code", "torch", "sources_sha256"}
-    assert material["settings"] == {"task": "ivif", "color_mode": "standard", "precision": "fp32", "device": "cpu"}
+    assert material["settings"] == {"task": "ivif", "color_mode": "standard", "precision": "fp32",
+                                    "device": f"cpu-{torch.backends.cpu.get_cpu_capability()}"}
 
     fused = []
     real = ev._fuse_one

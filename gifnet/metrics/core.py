@@ -9,6 +9,8 @@ Colour dispatch and dtype conventions live in :mod:`gifnet.metrics.conventions`.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sfft
@@ -985,13 +987,16 @@ def qcv(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------------------------
 
 
-def phase_congruency(im: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Liu's ``myphasecong3`` (Kovesi's phasecong3, 4 scales x 6 orientations); returns (pc, M, m)."""
-    nscale, norient, min_wl, mult, sigma_onf, dtheta_on_sigma, k, cut_off, g = 4, 6, 3, 2.1, 0.55, 1.2, 2.0, 0.5, 10
-    epsilon = 1e-4
+_PC_NSCALE, _PC_NORIENT = 4, 6
+
+
+@functools.lru_cache(maxsize=2)
+def _pc_filters(rows: int, cols: int) -> tuple[tuple[float, tuple[np.ndarray, ...], float, float, float], ...]:
+    """The image-independent part of :func:`phase_congruency` for one image size: per orientation, its angle,
+    the log-Gabor x spread filters of the scales, the first filter's energy and the two noise sums of the
+    filters' spatial forms. Computed once per size (the same operations as inline, so the same values)."""
+    nscale, norient, min_wl, mult, sigma_onf, dtheta_on_sigma = _PC_NSCALE, _PC_NORIENT, 3, 2.1, 0.55, 1.2
     theta_sigma = np.pi / norient / dtheta_on_sigma
-    rows, cols = im.shape
-    imagefft = sfft.fft2(im)
     if cols % 2:
         xr = np.arange(-(cols - 1) / 2, (cols - 1) / 2 + 1) / (cols - 1)
     else:
@@ -1017,39 +1022,53 @@ def phase_congruency(im: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         lg = np.exp(-(np.log(radius / fo) ** 2) / (2 * np.log(sigma_onf) ** 2)) * lp
         lg[0, 0] = 0.0
         log_gabor.append(lg)
-    total_energy = np.zeros((rows, cols))
-    total_sum_an = np.zeros((rows, cols))
-    covx2 = np.zeros((rows, cols))
-    covy2 = np.zeros((rows, cols))
-    covxy = np.zeros((rows, cols))
     sqrt_rc = np.sqrt(rows * cols)
+    out = []
     for o in range(norient):
         angl = o * np.pi / norient
         ds = sintheta * np.cos(angl) - costheta * np.sin(angl)
         dc = costheta * np.cos(angl) + sintheta * np.sin(angl)
         dtheta = np.abs(np.arctan2(ds, dc))
         spread = np.exp(-(dtheta**2) / (2 * theta_sigma**2))
+        filts = tuple(log_gabor[s] * spread for s in range(nscale))
+        ifft_filters = [sfft.ifft2(filt).real * sqrt_rc for filt in filts]
+        em_n = float(np.sum(filts[0] * filts[0]))
+        est_sum_an2 = sum(fl * fl for fl in ifft_filters)
+        est_sum_aiaj = np.zeros((rows, cols))
+        for si in range(nscale - 1):
+            for sj in range(si + 1, nscale):
+                est_sum_aiaj += ifft_filters[si] * ifft_filters[sj]
+        for f_ in filts:
+            f_.setflags(write=False)
+        out.append((angl, filts, em_n, float(np.sum(est_sum_an2)), float(np.sum(est_sum_aiaj))))
+    return tuple(out)
+
+
+def phase_congruency(im: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Liu's ``myphasecong3`` (Kovesi's phasecong3, 4 scales x 6 orientations); returns (pc, M, m)."""
+    nscale, norient, k, cut_off, g = _PC_NSCALE, _PC_NORIENT, 2.0, 0.5, 10
+    epsilon = 1e-4
+    rows, cols = im.shape
+    imagefft = sfft.fft2(im)
+    total_energy = np.zeros((rows, cols))
+    total_sum_an = np.zeros((rows, cols))
+    covx2 = np.zeros((rows, cols))
+    covy2 = np.zeros((rows, cols))
+    covxy = np.zeros((rows, cols))
+    for angl, filts, em_n, sum_an2, sum_aiaj in _pc_filters(rows, cols):
         sum_e = np.zeros((rows, cols))
         sum_o = np.zeros((rows, cols))
         sum_an = np.zeros((rows, cols))
         eos = []
-        ifft_filters = []
         max_an = None
-        em_n = 0.0
         for s in range(nscale):
-            filt = log_gabor[s] * spread
-            ifft_filters.append(sfft.ifft2(filt).real * sqrt_rc)
-            eo = sfft.ifft2(imagefft * filt)
+            eo = sfft.ifft2(imagefft * filts[s])
             eos.append(eo)
             an = np.abs(eo)
             sum_an += an
             sum_e += eo.real
             sum_o += eo.imag
-            if s == 0:
-                em_n = float(np.sum(filt * filt))
-                max_an = an
-            else:
-                max_an = np.maximum(max_an, an)
+            max_an = an if s == 0 else np.maximum(max_an, an)
         x_energy = np.sqrt(sum_e**2 + sum_o**2) + epsilon
         mean_e = sum_e / x_energy
         mean_o = sum_o / x_energy
@@ -1060,12 +1079,7 @@ def phase_congruency(im: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         median_e2n = np.median(np.abs(eos[0]) ** 2)
         mean_e2n = -median_e2n / np.log(0.5)
         noise_power = mean_e2n / em_n
-        est_sum_an2 = sum(fl * fl for fl in ifft_filters)
-        est_sum_aiaj = np.zeros((rows, cols))
-        for si in range(nscale - 1):
-            for sj in range(si + 1, nscale):
-                est_sum_aiaj += ifft_filters[si] * ifft_filters[sj]
-        est_noise_energy2 = 2 * noise_power * np.sum(est_sum_an2) + 4 * noise_power * np.sum(est_sum_aiaj)
+        est_noise_energy2 = 2 * noise_power * sum_an2 + 4 * noise_power * sum_aiaj
         tau = np.sqrt(est_noise_energy2 / 2)
         est_noise_energy = tau * np.sqrt(np.pi / 2)
         est_noise_sigma = np.sqrt((2 - np.pi / 2) * tau**2)
