@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -39,12 +40,15 @@ def test_parity_with_official_outputs(shared, official_model, case):
         fused = m.decode(f, m.cfgm(f, f, "dp"))[0, 0].numpy()
         fused_tag1 = m.decode(f, m.cfgm(f, f, "mm"))[0, 0].numpy()
         rec = m.reconstruct(f)[0, 0].numpy()
-        plain = m.fuse(a, b)[0, 0].numpy()
+        plain = m.fuse(a, b)[0, 0].numpy()  # the band-wise engine
+        full = copy.deepcopy(m).fuse(a, b, engine="full")[0, 0].numpy()  # whole image, channels-last
+    assert not m.is_channels_last()
     assert fused.shape == d["fused"].shape
     assert np.abs(fused - d["fused"]).max() <= TOL
     assert np.abs(fused_tag1 - d["fused_tag1"]).max() <= TOL
     assert np.abs(rec - d["rec"]).max() <= TOL
     assert np.abs(plain - d["fused"]).max() <= TOL
+    assert np.abs(full - d["fused"]).max() <= TOL
     if "shared_features" in d:
         assert np.abs(f[0].numpy() - d["shared_features"]).max() <= TOL
     # a wrong inference path cannot pass: tag-1 and tag-2 outputs differ by far more than the tolerance
