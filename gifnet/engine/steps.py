@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -69,7 +69,6 @@ class LossConfig:
     rec_weight: float = 1.0
     msssim: str = "official"  # official | standard
     dp_ssim_weight: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def _global_weights(weighting: IVIFWeighting, ir: torch.Tensor, vis: torch.Tensor):

@@ -893,12 +893,6 @@ def labf(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     return float(np.sum(r * ((1 - qaf) * wa + (1 - qbf) * wb)) / np.sum(wa + wb))
 
 
-def qabf_kumar(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    """Q^{AB/F} with Kumar's constants (the companion of Nabf/Labf)."""
-    _, _, _, qaf, qbf, wa, wb = _nabf_terms(a, b, f)
-    return float(np.sum(qaf * wa + qbf * wb) / np.sum(wa + wb))
-
-
 # ----------------------------------------------------------------------------------------------------
 # Human-perception metrics
 # ----------------------------------------------------------------------------------------------------
