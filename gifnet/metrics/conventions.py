@@ -103,6 +103,15 @@ def _gray(x: np.ndarray) -> np.ndarray:
     return _d(x)
 
 
+#: A convention's table as written below: ``{name: (function, higher_is_better, description)}``.
+_RawTable = dict[str, tuple[Callable, bool, str]]
+
+
+def _with_info(raw: _RawTable) -> dict[str, tuple[MetricFn, MetricInfo]]:
+    """``{name: (function, MetricInfo)}`` from a raw table (the name is written once, as the key)."""
+    return {k: (fn, MetricInfo(k, hib, desc)) for k, (fn, hib, desc) in raw.items()}
+
+
 # ----------------------------------------------------------------------------------------------------
 # VIFB
 # ----------------------------------------------------------------------------------------------------
@@ -136,58 +145,71 @@ def _vifb_ei(vis: np.ndarray, ir: np.ndarray, f: np.ndarray) -> float:
     return core.ei(_d(f))
 
 
-VIFB: dict[str, tuple[MetricFn, MetricInfo]] = {
+_VIFB_RAW: _RawTable = {
     "Avg_gradient": (
         _vifb_dispatch(lambda a, b, f: core.ag(f)),
-        MetricInfo("Avg_gradient", True, "AG of F per channel (MATLAB gradient), mean over channels"),
+        True,
+        "AG of F per channel (MATLAB gradient), mean over channels",
     ),
     "Cross_entropy": (
         _vifb_dispatch(core.ce),
-        MetricInfo("Cross_entropy", False, "CE (bits), mean of D(VIS||F) and D(IR||F), per channel, mean"),
+        False,
+        "CE (bits), mean of D(VIS||F) and D(IR||F), per channel, mean",
     ),
     "Edge_intensity": (
         _vifb_ei,
-        MetricInfo("Edge_intensity", True, "EI: mean Sobel magnitude (replicate padding) over all channels"),
+        True,
+        "EI: mean Sobel magnitude (replicate padding) over all channels",
     ),
     "Entropy": (
         _vifb_dispatch(lambda a, b, f: core.entropy(f)),
-        MetricInfo("Entropy", True, "EN of F (bits, 256 bins of floor(F)), mean over channels"),
+        True,
+        "EN of F (bits, 256 bins of floor(F)), mean over channels",
     ),
     "Mutinf": (
         _vifb_dispatch(lambda a, b, f: core.mi_vifb_pair(a, f) + core.mi_vifb_pair(b, f)),
-        MetricInfo("Mutinf", True, "MI(VIS,F)+MI(IR,F) in nats after min-max stretching (sum), mean over channels"),
+        True,
+        "MI(VIS,F)+MI(IR,F) in nats after min-max stretching (sum), mean over channels",
     ),
     "Psnr": (
         _vifb_dispatch(core.psnr_vifb),
-        MetricInfo("Psnr", True, "VIFB PSNR = 20 log10(255/sqrt(RMSE_vifb)) dB, per channel, mean"),
+        True,
+        "VIFB PSNR = 20 log10(255/sqrt(RMSE_vifb)) dB, per channel, mean",
     ),
     "Qabf": (
         _vifb_dispatch(lambda a, b, f: core.qabf(a * 255.0, b * 255.0, f * 255.0)),
-        MetricInfo("Qabf", True, "Xydeas-Petrovic Q^{AB/F} on the x255 scale (tie rule G=g_F), per channel"),
+        True,
+        "Xydeas-Petrovic Q^{AB/F} on the x255 scale (tie rule G=g_F), per channel",
     ),
     "Qcb": (
         _vifb_dispatch(core.qcb),
-        MetricInfo("Qcb", True, "Chen-Blum perceptual quality, per channel, mean (0-1)"),
+        True,
+        "Chen-Blum perceptual quality, per channel, mean (0-1)",
     ),
     "Qcv": (
         _vifb_dispatch(core.qcv),
-        MetricInfo("Qcv", False, "Chen-Varshney (16x16 zero-padded blocks, alpha=5), per channel; lower is better"),
+        False,
+        "Chen-Varshney (16x16 zero-padded blocks, alpha=5), per channel; lower is better",
     ),
     "Rmse": (
         _vifb_dispatch(core.rmse_vifb),
-        MetricInfo("Rmse", False, "VIFB RMSE: mean over sources of sqrt(sum((X-F)^2))/(MN), per channel, mean"),
+        False,
+        "VIFB RMSE: mean over sources of sqrt(sum((X-F)^2))/(MN), per channel, mean",
     ),
     "Spatial_frequency": (
         _vifb_sf,
-        MetricInfo("Spatial_frequency", True, "SF with /(MN) normalisation on the channels laid side by side"),
+        True,
+        "SF with /(MN) normalisation on the channels laid side by side",
     ),
     "Ssim": (
         _vifb_dispatch(core.ssim_sum),
-        MetricInfo("Ssim", True, "SSIM(VIS,F)+SSIM(IR,F) (sum, up to 2), Gaussian 11/1.5, per channel, mean"),
+        True,
+        "SSIM(VIS,F)+SSIM(IR,F) (sum, up to 2), Gaussian 11/1.5, per channel, mean",
     ),
     "Variance": (
         _vifb_dispatch(lambda a, b, f: core.sd(f)),
-        MetricInfo("Variance", True, "population standard deviation of F (not the variance), per channel, mean"),
+        True,
+        "population standard deviation of F (not the variance), per channel, mean",
     ),
 }
 
@@ -206,63 +228,60 @@ def _tang_wrap(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], float]) -> Met
 
 def _tang_table(legacy: bool) -> dict[str, tuple[MetricFn, MetricInfo]]:
     tag = "legacy" if legacy else "2023"
-    t: dict[str, tuple[Callable, MetricInfo]] = {
-        "EN": (lambda a, b, f: core.entropy(f), MetricInfo("EN", True, "entropy of uint8 F (bits)")),
+    t: _RawTable = {
+        "EN": (lambda a, b, f: core.entropy(f), True, "entropy of uint8 F (bits)"),
         "SD": (
             (lambda a, b, f: core.sd_uint8_legacy(f)) if legacy else (lambda a, b, f: core.sd(f)),
-            MetricInfo(
-                "SD",
-                True,
-                "legacy: SD in saturating uint8 arithmetic (<= 15.97)" if legacy else "population SD (0-255)",
-            ),
+            True,
+            "legacy: SD in saturating uint8 arithmetic (<= 15.97)" if legacy else "population SD (0-255)",
         ),
         "SF": (
             (lambda a, b, f: core.sf(f / 255.0, "counts")) if legacy else (lambda a, b, f: core.sf(f, "counts")),
-            MetricInfo("SF", True, f"Tang SF (means over difference counts), {'[0,1] data' if legacy else '0-255'}"),
+            True,
+            f"Tang SF (means over difference counts), {'[0,1] data' if legacy else '0-255'}",
         ),
-        "AG": (lambda a, b, f: core.ag(f), MetricInfo("AG", True, "average gradient (0-255)")),
+        "AG": (lambda a, b, f: core.ag(f), True, "average gradient (0-255)"),
         "MI": (
             lambda a, b, f: core.mi_tang_pair(a, f) + core.mi_tang_pair(b, f),
-            MetricInfo("MI", True, "MI(IR,F)+MI(VIS,F) in bits (sum), uint8-saturated joint histogram"),
+            True,
+            "MI(IR,F)+MI(VIS,F) in bits (sum), uint8-saturated joint histogram",
         ),
-        "MSE": (core.mse_tang, MetricInfo("MSE", False, "mean of the two MSEs on [0,1] data")),
-        "PSNR": (core.psnr_tang, MetricInfo("PSNR", True, "Tang PSNR = 20 log10(255/sqrt(MSE_[0,1])) dB")),
+        "MSE": (core.mse_tang, False, "mean of the two MSEs on [0,1] data"),
+        "PSNR": (core.psnr_tang, True, "Tang PSNR = 20 log10(255/sqrt(MSE_[0,1])) dB"),
         "CC": (
             lambda a, b, f: core.cc(a / 255.0, b / 255.0, f / 255.0),
-            MetricInfo("CC", True, "mean Pearson correlation of F with each source"),
+            True,
+            "mean Pearson correlation of F with each source",
         ),
         "SCD": (
             lambda a, b, f: core.scd(a / 255.0, b / 255.0, f / 255.0),
-            MetricInfo("SCD", True, "sum of the correlations of differences (-2..2)"),
+            True,
+            "sum of the correlations of differences (-2..2)",
         ),
         "VIF": (
             (lambda a, b, f: core.vif(a, b, f, saturate_uint8=True)) if legacy else core.vif,
-            MetricInfo(
-                "VIF",
-                True,
-                "VIFp(IR,F)+VIFp(VIS,F) (sum)" + (", uint8 scale-1 products saturated (legacy)" if legacy else ""),
-            ),
+            True,
+            "VIFp(IR,F)+VIFp(VIS,F) (sum)" + (", uint8 scale-1 products saturated (legacy)" if legacy else ""),
         ),
         "Qabf": (
             (lambda a, b, f: core.qabf(a / 255.0, b / 255.0, f / 255.0, matlab_order=True)) if legacy else core.qabf,
-            MetricInfo("Qabf", True, f"Xydeas-Petrovic Q^{{AB/F}} ({tag}: {'[0,1]' if legacy else '0-255'} data)"),
+            True,
+            f"Xydeas-Petrovic Q^{{AB/F}} ({tag}: {'[0,1]' if legacy else '0-255'} data)",
         ),
         # easy=0 metrics of analysis_Reference (no column in Metric_TNO.xlsx: the same in both tables)
         "Nabf": (
             core.nabf_tang,
-            MetricInfo(
-                "Nabf",
-                False,
-                "toolbox Nabf: analysis_nabf(IR, VIS, F) on 0-255, whose signature is "
-                "(F, A, B), so IR plays the fused image (METRICS.md 2.11)",
-            ),
+            False,
+            "toolbox Nabf: analysis_nabf(IR, VIS, F) on 0-255, whose signature is "
+            "(F, A, B), so IR plays the fused image (METRICS.md 2.11)",
         ),
         "MS_SSIM": (
             lambda a, b, f: core.mef_ms_ssim([a, b], f),
-            MetricInfo("MS_SSIM", True, "analysis_ms_ssim = Ma's 3-level MEF-MS-SSIM of [IR, VIS] (not Wang's)"),
+            True,
+            "analysis_ms_ssim = Ma's 3-level MEF-MS-SSIM of [IR, VIS] (not Wang's)",
         ),
     }
-    return {k: (_tang_wrap(fn), info) for k, (fn, info) in t.items()}
+    return _with_info({k: (_tang_wrap(fn), hib, desc) for k, (fn, hib, desc) in t.items()})
 
 
 TANG = _tang_table(legacy=True)
@@ -315,40 +334,46 @@ def _mefb_ei(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     return core.ei(_d(_mefb_prep(a, b, f)))
 
 
-MEFB: dict[str, tuple[MetricFn, MetricInfo]] = {
+_MEFB_RAW: _RawTable = {
     "MEF_SSIM": (
         _mefb_mef_ssim,
-        MetricInfo("MEF_SSIM", True, "MEF-MS-SSIM (Ma 2015, 3 levels) on rounded rgb2gray images, 0-1"),
+        True,
+        "MEF-MS-SSIM (Ma 2015, 3 levels) on rounded rgb2gray images, 0-1",
     ),
     "Qw": (
         _mefb_dispatch(core.q_w_edge),
-        MetricInfo("Qw", True, "MEFB 'Qw' = Piella Qw of the Prewitt edge images only, per channel"),
+        True,
+        "MEFB 'Qw' = Piella Qw of the Prewitt edge images only, per channel",
     ),
     "Qy": (
         _mefb_dispatch(_checked(core.qy_roundoff)),
-        MetricInfo("Qy", True, "Yang's SSIM-based metric (Liu's C=2e-16), per channel; round-off flagged"),
+        True,
+        "Yang's SSIM-based metric (Liu's C=2e-16), per channel; round-off flagged",
     ),
     "Qc": (
         _mefb_dispatch(_checked(core.qc_roundoff)),
-        MetricInfo("Qc", True, "Cvejic's SSIM-based metric (Liu's C=2e-16), per channel; round-off flagged"),
+        True,
+        "Cvejic's SSIM-based metric (Liu's C=2e-16), per channel; round-off flagged",
     ),
-    "VIF": (_mefb_dispatch(core.viff), MetricInfo("VIF", True, "Han's VIFF (0-1), per channel")),
-    "NMI": (_mefb_dispatch(core.nmi), MetricInfo("NMI", True, "Hossny normalised MI (0-2), per channel")),
-    "Qncie": (_mefb_dispatch(core.q_ncie), MetricInfo("Qncie", True, "Q_NCIE (0-1), per channel")),
-    "Qp": (_mefb_dispatch(core.qp), MetricInfo("Qp", True, "Zhao's phase-congruency metric, per channel")),
+    "VIF": (_mefb_dispatch(core.viff), True, "Han's VIFF (0-1), per channel"),
+    "NMI": (_mefb_dispatch(core.nmi), True, "Hossny normalised MI (0-2), per channel"),
+    "Qncie": (_mefb_dispatch(core.q_ncie), True, "Q_NCIE (0-1), per channel"),
+    "Qp": (_mefb_dispatch(core.qp), True, "Zhao's phase-congruency metric, per channel"),
     "TE": (
         _mefb_dispatch(lambda a, b, f: core.te(a, b, f, liu_marginals=True)),
-        MetricInfo("TE", True, "Tsallis MI (q=1.85) with Liu's swapped marginals (MEFB values), per channel"),
+        True,
+        "Tsallis MI (q=1.85) with Liu's swapped marginals (MEFB values), per channel",
     ),
-    "Psnr": (_mefb_dispatch(core.psnr_vifb), MetricInfo("Psnr", True, "VIFB-style PSNR (dB), per channel")),
-    "SD": (_mefb_dispatch(lambda a, b, f: core.sd(f)), MetricInfo("SD", True, "population SD, per channel")),
-    "Cross_entropy": (_mefb_dispatch(core.ce), MetricInfo("Cross_entropy", False, "CE (bits), per channel")),
-    "Entropy": (_mefb_dispatch(lambda a, b, f: core.entropy(f)), MetricInfo("Entropy", True, "EN (bits)")),
-    "Avg_gradient": (_mefb_ag, MetricInfo("Avg_gradient", True, "AG per channel, mean")),
-    "Edge_intensity": (_mefb_ei, MetricInfo("Edge_intensity", True, "EI over all channels")),
+    "Psnr": (_mefb_dispatch(core.psnr_vifb), True, "VIFB-style PSNR (dB), per channel"),
+    "SD": (_mefb_dispatch(lambda a, b, f: core.sd(f)), True, "population SD, per channel"),
+    "Cross_entropy": (_mefb_dispatch(core.ce), False, "CE (bits), per channel"),
+    "Entropy": (_mefb_dispatch(lambda a, b, f: core.entropy(f)), True, "EN (bits)"),
+    "Avg_gradient": (_mefb_ag, True, "AG per channel, mean"),
+    "Edge_intensity": (_mefb_ei, True, "EI over all channels"),
     "Spatial_frequency": (
         _mefb_dispatch(lambda a, b, f: core.sf(f, "mn")),
-        MetricInfo("Spatial_frequency", True, "SF (/(MN) normalisation) per channel, mean"),
+        True,
+        "SF (/(MN) normalisation) per channel, mean",
     ),
 }
 
@@ -365,7 +390,7 @@ def _std(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], float]) -> MetricFn:
     return wrapped
 
 
-_STANDARD_RAW: dict[str, tuple[Callable, bool, str]] = {
+_STANDARD_RAW: _RawTable = {
     "EN": (lambda a, b, f: core.entropy(f), True, "entropy of F (bits)"),
     "SD": (lambda a, b, f: core.sd(f), True, "population standard deviation (0-255)"),
     "SF": (lambda a, b, f: core.sf(f, "counts"), True, "spatial frequency, means over difference counts"),
@@ -416,9 +441,9 @@ _STANDARD_RAW: dict[str, tuple[Callable, bool, str]] = {
     "Qp": (core.qp, True, "Zhao's phase-congruency metric"),
 }
 
-STANDARD: dict[str, tuple[MetricFn, MetricInfo]] = {
-    k: (_std(fn), MetricInfo(k, hib, desc)) for k, (fn, hib, desc) in _STANDARD_RAW.items()
-}
+VIFB = _with_info(_VIFB_RAW)
+MEFB = _with_info(_MEFB_RAW)
+STANDARD = _with_info({k: (_std(fn), hib, desc) for k, (fn, hib, desc) in _STANDARD_RAW.items()})
 
 CONVENTIONS: dict[str, dict[str, tuple[MetricFn, MetricInfo]]] = {
     "vifb": VIFB,
