@@ -353,5 +353,8 @@ def test_losses_are_logged_to_csv_and_console(tmp_path, caplog):
     assert {r["name"] for r in rows} >= {"ivif/total", "mfif/total", "meif/total"}
     assert sorted({int(r["iteration"]) for r in rows}) == [1, 2]
     assert any("iter 2/2" in m and "ivif=" in m for m in caplog.messages)
+    start = [m for m in caplog.messages if m.startswith("run folder ")]
+    assert len(start) == 1 and str(tmp_path) in start[0] and "samples per epoch" in start[0]
+    assert "2 iterations (from 0); losses every 1 iterations" in start[0]
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["finished"] and status["iteration"] == 2 and status["seconds_per_iter"] > 0

@@ -423,6 +423,13 @@ class Trainer:
         from tqdm import tqdm
 
         tc = self.cfg.train
+        if self.dist.is_main:
+            val = len(self.val_loader.dataset) if self.val_loader is not None else 0
+            log.info("run folder %s; task %s; data %r: %d samples per epoch (%d batches of %d%s), %d validation "
+                     "sample(s); %d iterations (from %d); losses every %d iterations (losses.csv)", self.run_dir,
+                     self.cfg.task.name, self.dataset, len(self.dataset), self.iters_per_epoch, self.batch_size,
+                     f" x {self.dist.world_size} ranks" if self.dist.world_size > 1 else "", val, self.total_iters,
+                     self.iteration, int(tc.log_every))  # fmt: skip
         if self.iteration == 0:
             self.log_data_preview()
         pbar = tqdm(total=self.total_iters, initial=self.iteration, disable=not self.dist.is_main or not tc.progress,
