@@ -26,7 +26,7 @@ import numpy as np
 
 from gifnet.data.io import list_images, match_pairs, read_image, write_image_atomic
 from gifnet.evaluation_jobs import FusedCache, MetricPool, default_cache_dir, resolve_workers
-from gifnet.fusion import TASKS, Fuser, describe_error, load_any_checkpoint
+from gifnet.fusion import TASKS, Fuser, describe_error
 from gifnet.metrics import METRICS, list_conventions, list_metrics, read_for_metrics
 from gifnet.paths import PROJECT_ROOT, atomic_path, shared_root
 
@@ -442,6 +442,7 @@ def evaluate(
     figure_top: int = 4,
     cache_dir: str | Path | None = None,
     workers: int | str = 0,
+    metrics: dict[str, Sequence[str]] | None = None,
 ) -> EvalResult:
     """Fuse and score every selected dataset, then write the reports (see :func:`write_reports`).
 
@@ -467,6 +468,7 @@ def evaluate(
             cache): a checkpoint's outputs are fused once per checkpoint file, settings, code and source files.
         workers: processes that compute the metrics while the next image fuses (``"auto"``: every core for 8 or
             more images; 0: in this process). Values do not depend on it.
+        metrics: ``{dataset: [metric, ...]}`` overriding datasets' metric lists (when ``datasets`` is a string).
 
     Missing or unreadable fused files, size mismatches and metric errors become per-image :class:`Failure` s
     (listed in the tables' footers), never silently dropped. Values that floating-point round-off decides
@@ -482,10 +484,17 @@ def evaluate(
         if str(n) in ckpts:
             raise EvaluationError(f"checkpoints.{n}: method name used twice")
         ckpts[str(n)] = Path(p)
-    models = {n: load_any_checkpoint(p) for n, p in ckpts.items()}  # (model, trained tasks)
-    trained = list(next(iter(models.values()))[1]) if models else []
-    if isinstance(datasets, str):
-        datasets = select_datasets(datasets, trained, data_root, datasets_dir)
+    from gifnet.models.convert import read_any_checkpoint
+
+    read = {n: read_any_checkpoint(p) for n, p in ckpts.items()}  # each file read once: tasks, then the model
+    trained = list(next(iter(read.values())).trained_tasks) if read else []
+    if isinstance(datasets, str):  # selected (and validated) before any model is built
+        datasets = select_datasets(datasets, trained, data_root, datasets_dir, metrics)
+    for n, ck in read.items():
+        if ck.format == "official":
+            log.info("%s is an official checkpoint: converted on the fly", ckpts[n])
+    models = {n: (ck.build_model(), ck.trained_tasks) for n, ck in read.items()}
+    del read
     if not datasets:
         raise EvaluationError(f"no dataset selected (checkpoint trained on {trained})")
     methods = dict(methods or {})
@@ -934,26 +943,16 @@ def evaluate_from_config(cfg) -> EvalResult:
                                                                            extra.items()]:  # fmt: skip
         if not p.is_file():
             raise FileNotFoundError(f"{where}: checkpoint not found: {p}")
-    # Select (and validate) the datasets first, with the trained tasks read from the checkpoint dict.
-    first = checkpoint or next(iter(extra.values()), None)
-    trained = _trained_tasks(first) if first else []
-    specs = select_datasets(sel, trained, c["paths"]["data_root"], c["datasets_dir"], metrics)
     if not isinstance(c["cache"], bool):
         raise ValueError(f"cache must be true or false, got {c['cache']!r}")
     images = c.get("images")
     if isinstance(images, str):
         images = [images]
     return evaluate(
-        checkpoint, specs, out=c["out"], name=c["name"], methods=c.get("methods") or {}, limit=c["limit"],
+        checkpoint, sel, out=c["out"], name=c["name"], methods=c.get("methods") or {}, limit=c["limit"],
         images=images, color_mode=c["color_mode"], precision=c["precision"], device=c["device"],
         progress=bool(c["progress"]), checkpoints=extra, peers=bool(c["peers"]), figure=bool(c["figure"]),
         figure_image=c["figure_image"], figure_top=int(c["figure_top"]),
         cache_dir=(c["cache_dir"] or default_cache_dir()) if c["cache"] else None, workers=c["workers"],
+        metrics=metrics, data_root=c["paths"]["data_root"], datasets_dir=c["datasets_dir"],
     )  # fmt: skip
-
-
-def _trained_tasks(checkpoint: Path) -> list[str]:
-    """Trained tasks of a checkpoint of either format (official ``Final.model``: ivif, mfif)."""
-    from gifnet.models.convert import read_any_checkpoint
-
-    return read_any_checkpoint(checkpoint).trained_tasks
