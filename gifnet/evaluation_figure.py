@@ -56,7 +56,7 @@ def write_figure(path: str | Path, panels: list[tuple[str, np.ndarray]], title: 
     path = Path(path)
     r, c, side = detail_box(panels[0][1], panels[1][1] if len(panels) > 1 else None)
     n = len(panels)
-    cols = min(n, 6)
+    cols = min(n, 8)  # sources + two checkpoints + the default four others fit one row
     rows = 2 * math.ceil(n / cols)
     h, w = panels[0][1].shape[:2]
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows * max(0.5, h / w) * 0.75 + 0.4), squeeze=False)
