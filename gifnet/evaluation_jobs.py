@@ -24,6 +24,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from gifnet.paths import sha256_of
+
 log = logging.getLogger(__name__)
 
 __all__ = ["FusedCache", "MetricPool", "default_cache_dir", "fusion_code_digest", "resolve_workers", "score_file"]
@@ -133,14 +135,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gifnet"
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fusion_code_digest() -> str:
     """SHA-256 of the source of every module that decides a fused output (model, fusion, colour, remote sensing,
     image I/O): editing any of them changes every cache key, so a cached output is never one of older code."""
@@ -172,10 +166,10 @@ class FusedCache:
 
         ck = str(Path(checkpoint).resolve())
         if ck not in self._ckpt:
-            self._ckpt[ck] = _sha256(ck)
+            self._ckpt[ck] = sha256_of(ck)
         material = {"checkpoint_sha256": self._ckpt[ck], "settings": settings, "fusion_code": self._code,
                     "torch": torch.__version__,
-                    "sources_sha256": [None if s is None else _sha256(s) for s in sources]}  # fmt: skip
+                    "sources_sha256": [None if s is None else sha256_of(s) for s in sources]}  # fmt: skip
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(), material
 
     def _path(self, key: str) -> Path:

@@ -40,7 +40,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from gifnet.paths import PROJECT_ROOT, atomic_path
+from gifnet.paths import PROJECT_ROOT, atomic_path, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,6 @@ def _eval_dir(run_dir: Path, selection: str) -> Path:
 def evaluate_checkpoint(checkpoint: Path, out: Path, selection: str, name: str, eval_overrides: Sequence[str] = ()):
     """Evaluate ``checkpoint`` into ``out`` unless ``out/summary.csv`` is already there for the same file."""
     from gifnet.evaluation import evaluate_from_config, load_eval_config
-    from gifnet.models.convert import sha256_of
 
     digest = sha256_of(checkpoint)
     stamp = _read_json(out / "stamp.json") or {}
@@ -694,7 +693,6 @@ def run_study(
 def _evaluate_and_tabulate(study: Study, results_dir, eval_overrides: Sequence[str]) -> dict[str, Path]:
     """Evaluate every finished run and reference not evaluated yet (SHA-256 stamps), then rebuild the table."""
     from gifnet.data.datasets import resolve_path
-    from gifnet.models.convert import sha256_of
 
     results_dir = Path(results_dir) if results_dir is not None else study.dir / "results"
     study.results_dir = results_dir

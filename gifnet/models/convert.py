@@ -9,12 +9,13 @@ every one of our keys must be filled, and shapes must agree.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from gifnet.paths import sha256_of
 
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, torch_load_file
 from .gifnet import GIFNet, GIFNetConfig
@@ -158,14 +159,6 @@ def convert_state_dict(
         if name.endswith("rel_pos.positions") and not torch.allclose(out[name], ref, atol=1e-6):
             raise CheckpointMismatch(f"{name}: stored relative positions differ from sign(d)·ln(1+|d|)")
     return out
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_official(path: str | Path) -> GIFNet:
