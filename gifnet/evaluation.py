@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gifnet.data.io import list_images, match_pairs, read_image, write_image_atomic
-from gifnet.evaluation_jobs import FusedCache, MetricPool, default_cache_dir, resolve_workers
+from gifnet.evaluation_jobs import FusedCache, MetricPool, default_cache_dir, failure, resolve_workers
 from gifnet.fusion import TASKS, Fuser, describe_error
 from gifnet.metrics import METRICS, list_conventions, list_metrics, read_for_metrics
 from gifnet.paths import PROJECT_ROOT, atomic_path, shared_root
@@ -406,12 +406,6 @@ def _device_kind(device) -> str:
     return device.type
 
 
-def _failed(reason: str) -> object:
-    from gifnet.evaluation_jobs import _Done
-
-    return _Done({"error": reason})
-
-
 def _peer_dirs(spec: DatasetSpec) -> dict[str, Path]:
     """Published methods of ``spec`` (sub-folders of its ``peers`` folder), sorted by name."""
     if spec.peers is None:
@@ -531,6 +525,8 @@ def evaluate(
         for spec, pairs in jobs:
             fusers = {n: Fuser(model, task=spec.task, color_mode=color_mode, device=device, precision=precision)
                       for n, (model, _) in models.items()}  # fmt: skip
+            settings = {n: {"task": spec.task, "color_mode": color_mode, "precision": precision,
+                            "device": _device_kind(f.device)} for n, f in fusers.items()}  # fmt: skip
             indexes = {m: _index_by_stem(d) for m, d in extra_dirs[spec.name].items()}
             result.methods[spec.name] = [*ckpts, *spec.source_methods, *indexes]
             result.images[spec.name] = [s for s, _, _ in pairs]
@@ -542,7 +538,7 @@ def evaluate(
                         read_for_metrics(pb)
                 except Exception as e:  # noqa: BLE001 - one bad item is recorded, the evaluation goes on
                     for m in result.methods[spec.name]:
-                        pending.append((spec.name, m, stem, None, _failed(f"cannot read sources: {describe_error(e)}")))
+                        pending.append((spec.name, m, stem, None, failure(f"cannot read sources: {describe_error(e)}")))
                     continue
                 result.sources[(spec.name, stem)] = (pa, pb)
                 candidates: list[tuple[str, Path | str | None]] = []
@@ -550,9 +546,7 @@ def evaluate(
                 for n, fuser in fusers.items():
                     try:
                         target = out / "fused" / spec.name / n / f"{stem}.png"
-                        settings = {"task": spec.task, "color_mode": color_mode, "precision": precision,
-                                    "device": _device_kind(fuser.device)}  # fmt: skip
-                        key, material = cache.key(ckpts[n], settings, [pa, pb]) if cache.dir else (None, None)
+                        key, material = cache.key(ckpts[n], settings[n], [pa, pb]) if cache.dir else (None, None)
                         if key is None or not cache.fetch(key, target):
                             write_image_atomic(target, _fuse_one(fuser, pa, pb))
                             if key is not None:
@@ -570,7 +564,7 @@ def evaluate(
                 a_path, b_path = (str(slots[x]) for x in spec.metric_sources)
                 for m, where in candidates:
                     if not isinstance(where, Path):
-                        pending.append((spec.name, m, stem, None, _failed(str(where))))
+                        pending.append((spec.name, m, stem, None, failure(str(where))))
                         continue
                     job = pool.submit(spec.convention, a_path, b_path, str(where), list(spec.metrics))
                     pending.append((spec.name, m, stem, where, job))

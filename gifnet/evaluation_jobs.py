@@ -28,7 +28,8 @@ from gifnet.paths import sha256_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FusedCache", "MetricPool", "default_cache_dir", "fusion_code_digest", "resolve_workers", "score_file"]
+__all__ = ["FusedCache", "MetricPool", "default_cache_dir", "failure", "fusion_code_digest", "resolve_workers",
+           "score_file"]
 
 _SOURCES: OrderedDict[str, Any] = OrderedDict()  # per process: the last few source images read (path -> array)
 
@@ -97,6 +98,11 @@ class _Done:
         return self._value
 
 
+def failure(reason: str) -> _Done:
+    """A job that failed before it could be submitted (missing file, fusion error), in the shape of a result."""
+    return _Done({"error": reason})
+
+
 class MetricPool:
     """Scores fused files in ``workers`` processes (0: at once, in this process); ``submit`` returns a future."""
 
@@ -159,17 +165,21 @@ class FusedCache:
         self.hits = self.misses = 0
         self._warned = False
         self._code = fusion_code_digest() if folder is not None else ""
-        self._ckpt: dict[str, str] = {}
+        self._sha: dict[Path, str] = {}  # file -> SHA-256, each file hashed once per evaluation
+
+    def _hash(self, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        p = Path(path).resolve()
+        if p not in self._sha:
+            self._sha[p] = sha256_of(p)
+        return self._sha[p]
 
     def key(self, checkpoint: Path, settings: dict[str, Any], sources: list[Path | None]) -> tuple[str, dict]:
         import torch
 
-        ck = str(Path(checkpoint).resolve())
-        if ck not in self._ckpt:
-            self._ckpt[ck] = sha256_of(ck)
-        material = {"checkpoint_sha256": self._ckpt[ck], "settings": settings, "fusion_code": self._code,
-                    "torch": torch.__version__,
-                    "sources_sha256": [None if s is None else sha256_of(s) for s in sources]}  # fmt: skip
+        material = {"checkpoint_sha256": self._hash(checkpoint), "settings": settings, "fusion_code": self._code,
+                    "torch": torch.__version__, "sources_sha256": [self._hash(s) for s in sources]}  # fmt: skip
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest(), material
 
     def _path(self, key: str) -> Path:

@@ -302,11 +302,13 @@ def _eval_dir(run_dir: Path, selection: str) -> Path:
     return run_dir / "eval" / selection
 
 
-def evaluate_checkpoint(checkpoint: Path, out: Path, selection: str, name: str, eval_overrides: Sequence[str] = ()):
-    """Evaluate ``checkpoint`` into ``out`` unless ``out/summary.csv`` is already there for the same file."""
+def evaluate_checkpoint(checkpoint: Path, out: Path, selection: str, name: str, eval_overrides: Sequence[str] = (),
+                        digest: str | None = None):  # fmt: skip
+    """Evaluate ``checkpoint`` into ``out`` unless ``out/summary.csv`` is already there for the same file
+    (``digest``: its SHA-256, when the caller has it)."""
     from gifnet.evaluation import evaluate_from_config, load_eval_config
 
-    digest = sha256_of(checkpoint)
+    digest = digest or sha256_of(checkpoint)
     stamp = _read_json(out / "stamp.json") or {}
     if stamp.get("sha256") == digest and stamp.get("overrides") == list(eval_overrides) \
             and (out / "summary.csv").is_file():  # fmt: skip
@@ -660,7 +662,7 @@ def run_study(
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1
     if single and train and any(run_state(r)[0] == "done" for r in study.runs()):
         # runs that finished in a process that stopped before scoring them are evaluated before more training
-        _evaluate_and_tabulate(study, results_dir, eval_overrides)
+        _evaluate_and_tabulate(study, eval_overrides)
     for run in study.runs() if train else []:
         if only and run.variant not in only:
             continue
@@ -673,7 +675,7 @@ def run_study(
             train_run(run, train_overrides)
             trained.append(f"{run.variant}/seed{run.seed}")
             if single:  # the table fills as runs land (under torchrun the ranks stay together: tables at the end)
-                _evaluate_and_tabulate(study, results_dir, eval_overrides)
+                _evaluate_and_tabulate(study, eval_overrides)
         except NonFiniteLossError as e:  # a recipe that diverges is a result: recorded, the study goes on
             log.error("run %s/seed%d failed: %s", run.variant, run.seed, e)
             if rank == 0:
@@ -684,18 +686,17 @@ def run_study(
     cleanup()
     if rank != 0:
         return {"trained": trained, "failed": failed}
-    paths = _evaluate_and_tabulate(study, results_dir, eval_overrides)
+    paths = _evaluate_and_tabulate(study, eval_overrides)
     log.info("%s", format_status(study))
     log.info("study table: %s", paths.get("md"))
     return {"trained": trained, "failed": failed, "tables": {k: str(v) for k, v in paths.items()}}
 
 
-def _evaluate_and_tabulate(study: Study, results_dir, eval_overrides: Sequence[str]) -> dict[str, Path]:
-    """Evaluate every finished run and reference not evaluated yet (SHA-256 stamps), then rebuild the table."""
+def _evaluate_and_tabulate(study: Study, eval_overrides: Sequence[str]) -> dict[str, Path]:
+    """Evaluate every finished run and reference not evaluated yet (SHA-256 stamps), then rebuild the table in
+    ``study.results_dir`` (set by :func:`run_study`)."""
     from gifnet.data.datasets import resolve_path
 
-    results_dir = Path(results_dir) if results_dir is not None else study.dir / "results"
-    study.results_dir = results_dir
     for run in study.runs():
         state = run_state(run)[0]
         if state == "done":
@@ -718,9 +719,9 @@ def _evaluate_and_tabulate(study: Study, results_dir, eval_overrides: Sequence[s
                 and old.get("eval_overrides") == list(eval_overrides) and (rec / "summary.csv").is_file():  # fmt: skip
             continue
         out = _eval_dir(study.dir / "reference" / ref, study.eval)
-        evaluate_checkpoint(p, out, study.eval, ref, eval_overrides)
+        evaluate_checkpoint(p, out, study.eval, ref, eval_overrides, digest=digest)
         rec.mkdir(parents=True, exist_ok=True)
         _copy_if_changed(out / "summary.csv", rec / "summary.csv")
         _write_json(rec / "record.json", {"reference": ref, "checkpoint": path, "checkpoint_sha256": digest,
                                           "eval": study.eval, "eval_overrides": list(eval_overrides)})  # fmt: skip
-    return write_study_table(study, results_dir)
+    return write_study_table(study, study.results_dir)
