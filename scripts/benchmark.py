@@ -2,7 +2,8 @@
 """Speed and memory of fusion and training (a benchmark, not a test).
 
     python scripts/benchmark.py fuse  [--sizes 256x256,512x512,1024x1280,2160x3840] [--repeat 2]
-    python scripts/benchmark.py train [--steps 3] [--batch 8] [--crop 128]
+    python scripts/benchmark.py train [--steps 3] [--batch 8] [--crop 128] [--plain]
+    python scripts/benchmark.py profile [--tasks official] [--precisions fp32] [--top 10]
 
 Every configuration runs in a fresh subprocess so that its peak resident memory (``ru_maxrss``, which includes
 the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
@@ -12,6 +13,12 @@ the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
   (``inference_mode``, channels-last, only what the output needs; bf16 through autocast).
 * ``straightforward``: what a plain port does — autograd left on, both CFGM streams run to the end (the
   discarded one included) and the R-Dec computed, as the released test script's model call does.
+
+Training rows time one iteration (every step of the protocol on one batch). ``--plain`` adds, in the same
+invocation, the in-project reference of a plain port's training step: the same step in the NCHW memory format
+with glibc's default allocator (the two process-level choices a port of the released code does not make), so
+every speed-up is reported against a reference measured beside it. ``profile`` runs the training case under
+``torch.profiler`` and prints the operators with the largest self CPU time, split by input shapes.
 
 GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256×256, linear in pixels:
 1.573 MFLOP per pixel; GIFNET.md section 1), for both paths, so they compare useful work per second.
@@ -84,8 +91,15 @@ def run_fuse_case(
 
 
 def run_train_case(
-    task: str, steps: int, batch: int, crop: int, precision: str, weighting: str, keep_freed_memory: bool = True
+    task: str, steps: int, batch: int, crop: int, precision: str, weighting: str, keep_freed_memory: bool = True,
+    channels_last: bool = True, profile_top: int = 0,
 ) -> dict:
+    """Time ``steps`` training iterations after one warm-up iteration (fresh trainer, random batches).
+
+    With ``profile_top`` > 0 the timed iterations run under :mod:`torch.profiler` and the result carries the
+    operators with the largest self CPU time, split by input shapes (``profile``); the profiler's overhead
+    makes ``seconds_per_iter`` of such a case a little slower than an unprofiled one.
+    """
     import tempfile
 
     import torch
@@ -97,7 +111,7 @@ def run_train_case(
     overrides = [
         f"task={task}", f"train.batch_size={batch}", f"data.crop_size={crop}", f"precision={precision}",
         f"loss.ivif_weighting={weighting}", "train.tensorboard=false", "train.progress=false",
-        f"keep_freed_memory={str(keep_freed_memory).lower()}",
+        f"keep_freed_memory={str(keep_freed_memory).lower()}", f"channels_last={str(channels_last).lower()}",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         if weighting == "densenet":
@@ -113,12 +127,20 @@ def run_train_case(
         batches = [next(it) for _ in range(steps + 1)]
         first, _ = t.train_iteration(batches[0])  # warm-up
         trace = [first]
-        t0 = time.perf_counter()
         last = {}
+        prof = None
+        if profile_top:
+            from torch.profiler import ProfilerActivity, profile
+
+            prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
+            prof.__enter__()
+        t0 = time.perf_counter()
         for bt in batches[1:]:
             last, _ = t.train_iteration(bt)
             trace.append(last)
         dt = (time.perf_counter() - t0) / steps
+        if prof is not None:
+            prof.__exit__(None, None, None)
     n_steps = len(t.steps)
     # training step ≈ 3× the forward cost (forward + backward) of the trained path, per optimiser step
     flop = 3 * FLOP_PER_PIXEL * crop * crop * batch * n_steps
@@ -128,8 +150,25 @@ def run_train_case(
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "losses": {k: round(v, 5) for k, v in last.items() if k.endswith("/total")},
         "loss_trace": [{k: v for k, v in sc.items() if k.endswith("/total")} for sc in trace],
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "channels_last": channels_last,
+        **({"profile": _top_operators(prof, profile_top, steps)} if prof is not None else {}),
     }  # fmt: skip
+
+
+def _top_operators(prof, top: int, iterations: int) -> dict:
+    """The ``top`` operators by self CPU time (split by input shapes), with their share of all self time."""
+    rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in rows)
+    rows.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    out = []
+    for e in rows[:top]:
+        shapes = [list(s) for s in (e.input_shapes or []) if s][:3]
+        out.append({
+            "operator": e.key, "shapes": shapes, "calls_per_iter": e.count / iterations,
+            "self_ms_per_iter": e.self_cpu_time_total / 1e3 / iterations,
+            "share": e.self_cpu_time_total / total,
+        })  # fmt: skip
+    return {"total_self_ms_per_iter": total / 1e3 / iterations, "top": out}
 
 
 def _subprocess(kind: str, payload: dict, timeout: float) -> dict:
@@ -170,7 +209,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(fn(**payload)))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["fuse", "train"])
+    p.add_argument("what", choices=["fuse", "train", "profile"])
     p.add_argument("--sizes", default="256x256,512x512,1024x1280,2160x3840", help="HxW list")
     p.add_argument("--paths", default="optimised,straightforward")
     p.add_argument("--precisions", default="fp32,bf16")
@@ -186,6 +225,9 @@ def main(argv: list[str]) -> int:
                    help="IVIF weighting: densenet (released; timed with random-init weights), gradient or fixed")
     p.add_argument("--malloc", choices=["keep", "default"], default="keep",
                    help="keep: the entry points' allocator setting (gifnet/runtime.py); default: glibc's own")
+    p.add_argument("--plain", action="store_true",
+                   help="train: also time the plain reference (NCHW, glibc default allocator) beside each row")
+    p.add_argument("--top", type=int, default=10, help="profile: operators to list")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
@@ -215,22 +257,51 @@ def main(argv: list[str]) -> int:
                         else:
                             print(f"| {dev} | {w}×{h} | {path} | {prec} | {r['seconds']:.2f} | {r['gflops']:.1f} "
                                   f"| {r['peak_rss_gb']:.2f} |", flush=True)
-    else:
-        print("| task | precision | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | peak RSS GB |")
-        print("|---|---|---|---|---|---|---|---|")
+    elif args.what == "profile":
         for task in args.tasks.split(","):
             for prec in args.precisions.split(","):
                 r = _subprocess("train", {"task": task, "steps": args.steps, "batch": args.batch, "crop": args.crop,
                                           "precision": prec, "weighting": args.weighting,
-                                          "keep_freed_memory": args.malloc == "keep"}, args.timeout)
+                                          "keep_freed_memory": args.malloc == "keep", "profile_top": args.top},
+                                args.timeout)
                 results.append(r)
                 if "error" in r:
-                    print(f"| {task} | {prec} | error: {r['error']} |")
-                else:
-                    print(f"| {task} | {prec} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
-                          f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
-                          f"{r['peak_rss_gb']:.2f} |", flush=True)
-        _compare_losses(results)
+                    print(f"# {task} {prec}: error: {r['error']}")
+                    continue
+                prof = r["profile"]
+                print(f"\n# {task}, {prec}, batch {r['batch']} × {r['crop']}², {r['steps_per_iter']} steps per "
+                      f"iteration: {r['seconds_per_iter']:.2f} s/iter under the profiler, self CPU time "
+                      f"{prof['total_self_ms_per_iter']:.0f} ms per iteration (both threads' work counted once)")
+                print("| # | operator | input shapes | calls/iter | self ms/iter | share |")
+                print("|---|---|---|---|---|---|")
+                for i, op in enumerate(prof["top"], 1):
+                    shapes = ", ".join("×".join(str(d) for d in sh) for sh in op["shapes"])
+                    print(f"| {i} | `{op['operator']}` | {shapes} | {op['calls_per_iter']:g} | "
+                          f"{op['self_ms_per_iter']:.0f} | {100 * op['share']:.1f} % |", flush=True)
+    else:
+        print("| task | precision | variant | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | peak RSS GB |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        variants = [("gifnet", args.malloc == "keep", True)] + ([("plain", False, False)] if args.plain else [])
+        for task in args.tasks.split(","):
+            for prec in args.precisions.split(","):
+                for name, keep, cl in variants:
+                    r = _subprocess("train", {"task": task, "steps": args.steps, "batch": args.batch,
+                                              "crop": args.crop, "precision": prec, "weighting": args.weighting,
+                                              "keep_freed_memory": keep, "channels_last": cl}, args.timeout)
+                    r["variant"] = name
+                    results.append(r)
+                    if "error" in r:
+                        print(f"| {task} | {prec} | {name} | error: {r['error']} |")
+                    else:
+                        print(f"| {task} | {prec} | {name} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
+                              f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
+                              f"{r['peak_rss_gb']:.2f} |", flush=True)
+                plain = next((r for r in results[-len(variants):] if r["variant"] == "plain"), None)
+                ours = results[-len(variants)]
+                if plain and "error" not in plain and "error" not in ours:
+                    print(f"# {task} {prec}: gifnet is {plain['seconds_per_iter'] / ours['seconds_per_iter']:.2f}× "
+                          "the plain reference measured beside it")
+        _compare_losses([r for r in results if r.get("variant") == "gifnet"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

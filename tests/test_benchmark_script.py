@@ -48,3 +48,24 @@ def test_train_benchmark_rows_and_loss_comparison(tmp_path):
         assert r["steps_per_iter"] == 2 and r["seconds_per_iter"] > 0 and len(r["loss_trace"]) == 2
         assert set(r["losses"]) == {"ivif/total", "mfif/total"}
     assert "bf16 vs fp32 loss terms over 2 iterations" in stdout
+
+
+@pytest.mark.slow
+def test_train_benchmark_plain_reference_and_profile(tmp_path):
+    stdout, res = _run(
+        ["train", "--tasks", "official", "--precisions", "fp32", "--steps", "1", "--batch", "2", "--crop", "32",
+         "--weighting", "gradient", "--plain"], tmp_path,
+    )  # fmt: skip
+    assert [(r["variant"], r["channels_last"]) for r in res] == [("gifnet", True), ("plain", False)]
+    assert all("error" not in r and r["seconds_per_iter"] > 0 for r in res)
+    assert "the plain reference measured beside it" in stdout
+    stdout, res = _run(
+        ["profile", "--tasks", "official", "--precisions", "fp32", "--steps", "1", "--batch", "2", "--crop", "32",
+         "--weighting", "gradient", "--top", "4"], tmp_path,
+    )  # fmt: skip
+    (r,) = res
+    top = r["profile"]["top"]
+    assert len(top) == 4 and all(op["operator"] and op["self_ms_per_iter"] > 0 for op in top)
+    shares = [op["share"] for op in top]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
+    assert "| 1 | `" in stdout

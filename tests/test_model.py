@@ -249,3 +249,55 @@ def test_channels_last_gives_same_output():
     assert m.is_channels_last()
     with torch.no_grad():
         assert torch.allclose(m(a, b), ref, atol=1e-5)
+
+
+def test_rln_meta_terms_equal_the_released_convolutions():
+    """RLN computes meta1/meta2 as addcmul (fast); values and gradients are those of the 1x1 convolutions."""
+    from gifnet.models.cfgm import RLN
+
+    torch.manual_seed(3)
+    rln = RLN(6)
+    torch.nn.init.normal_(rln.meta1.weight)
+    torch.nn.init.normal_(rln.meta2.bias)
+    x = torch.randn(3, 6, 5, 7, requires_grad=True)
+    _, gamma, beta = rln(x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = torch.sqrt((x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True) + rln.eps)
+    g_ref, b_ref = rln.meta1(std), rln.meta2(mean)
+    torch.testing.assert_close(gamma, g_ref, rtol=2e-7, atol=0)  # one rounding at most
+    torch.testing.assert_close(beta, b_ref, rtol=2e-7, atol=1e-7)
+    up = torch.randn_like(gamma)
+    wrt = [x, rln.meta1.weight, rln.meta1.bias, rln.meta2.weight, rln.meta2.bias]
+    grads = torch.autograd.grad((gamma * up + beta * up.flip(0)).sum(), wrt)
+    grads_ref = torch.autograd.grad((g_ref * up + b_ref * up.flip(0)).sum(), wrt)
+    for got, ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, gamma16, _ = rln(x)
+        assert gamma16.dtype == rln.meta1(std).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_window_heads_layout_and_inverse(channels_last):
+    """Windows row-major, tokens row-major in a window, head h = channels h*d...; the inverse restores NHWC."""
+    from gifnet.models.cfgm import _window_heads, _window_unheads
+
+    torch.manual_seed(0)
+    b, c, h, w, ws, heads = 2, 6, 8, 12, 4, 2
+    x = torch.randn(b, c, h, w)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    t = _window_heads(x, ws, heads)
+    assert t.shape == (b * (h // ws) * (w // ws), heads, ws * ws, c // heads)
+    n = 0
+    for bi in range(b):
+        for i in range(h // ws):
+            for j in range(w // ws):
+                win = x[bi, :, i * ws : (i + 1) * ws, j * ws : (j + 1) * ws].reshape(c, -1)  # C x tokens
+                for hd in range(heads):
+                    assert torch.equal(t[n, hd], win[hd * (c // heads) : (hd + 1) * (c // heads)].T)
+                n += 1
+    nhwc = x.permute(0, 2, 3, 1)
+    assert torch.equal(_window_unheads(t.contiguous(), ws, b, h, w), nhwc)
+    tokens_major = t.transpose(1, 2).contiguous().transpose(1, 2)  # the memory layout some kernels return
+    assert torch.equal(_window_unheads(tokens_major, ws, b, h, w), nhwc)

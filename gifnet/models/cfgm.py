@@ -62,7 +62,23 @@ class RLN(nn.Module):
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         std = torch.sqrt((x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True) + self.eps)
         normed = (x - mean) / std * self.weight + self.bias
-        return normed, self.meta1(std), self.meta2(mean)
+        return normed, self._meta(self.meta1, std), self._meta(self.meta2, mean)
+
+    @staticmethod
+    def _meta(conv: nn.Conv2d, s: torch.Tensor) -> torch.Tensor:
+        """``conv(s)`` for the ``B×1×1×1`` statistic ``s``: a 1→dim 1×1 convolution is ``bias + s·weight``.
+
+        Written as one ``addcmul`` because the convolution costs milliseconds per call on CPU (forward and
+        backward) for this 1×1 map and the element-wise product microseconds (docs/performance.md). The value
+        is the convolution's up to one rounding (oneDNN may or may not fuse the multiply-add: equal in
+        channels-last fp32 inference, within 1 ulp otherwise). The weights stay in the ``Conv2d`` (released
+        key names).
+        """
+        w, b = conv.weight.view(1, -1, 1, 1), conv.bias.view(1, -1, 1, 1)
+        if torch.is_autocast_enabled(s.device.type):  # autocast would run the convolution in bf16/fp16
+            dtype = torch.get_autocast_dtype(s.device.type)
+            return torch.addcmul(b.to(dtype), s.to(dtype), w.to(dtype))
+        return torch.addcmul(b, s, w)
 
 
 class StreamBlockParams(nn.Module):
@@ -91,21 +107,28 @@ class RelativePositionBias(nn.Module):
         return self.mlp(self.positions).permute(2, 0, 1).contiguous()  # heads x N x N
 
 
-def _window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """``B×C×H×W`` (H, W multiples of ``window``) → ``(B·nW)×window²×C`` tokens, row-major in a window.
+def _window_heads(x: torch.Tensor, window: int, heads: int) -> torch.Tensor:
+    """``B×C×H×W`` (H, W multiples of ``window``) → ``(B·nW)×heads×window²×(C/heads)`` attention operands.
 
-    Works through an NHWC view, so a channels-last input is partitioned with one contiguous copy.
+    Tokens are row-major inside a window, windows row-major over the image, head ``h`` holds channels
+    ``h·C/heads …``. One copy (through an NHWC view, so a channels-last input is read in order) straight into the
+    layout ``scaled_dot_product_attention`` takes, instead of a token copy and a second per-head copy.
     """
     b, c, h, w = x.shape
-    x = x.permute(0, 2, 3, 1).reshape(b, h // window, window, w // window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
+    x = x.permute(0, 2, 3, 1).reshape(b, h // window, window, w // window, window, heads, c // heads)
+    return x.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, heads, window * window, c // heads)
 
 
-def _window_merge(tokens: torch.Tensor, window: int, b: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`_window_partition`; returns a ``B×C×H×W`` tensor in channels-last memory format."""
-    c = tokens.shape[-1]
-    x = tokens.view(b, h // window, w // window, window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c).permute(0, 3, 1, 2)
+def _window_unheads(o: torch.Tensor, window: int, b: int, h: int, w: int) -> torch.Tensor:
+    """Inverse of :func:`_window_heads`: ``(B·nW)×heads×window²×d`` → an NHWC ``B×H×W×(heads·d)`` tensor (one copy)."""
+    heads, d = o.shape[1], o.shape[3]
+    nh, nw = h // window, w // window
+    t = o.transpose(1, 2)
+    if t.is_contiguous():  # some attention kernels (e.g. CUDA flash) return tokens-major memory
+        t = t.view(b, nh, nw, window, window, heads, d)
+        return t.permute(0, 1, 3, 2, 4, 5, 6).reshape(b, h, w, heads * d)
+    o = o.reshape(b, nh, nw, heads, window, window, d)
+    return o.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, heads * d)
 
 
 class CFGMBlock(nn.Module):
@@ -165,17 +188,13 @@ class CFGMBlock(nn.Module):
         return out.permute(0, 3, 1, 2)[:, :, off : off + h, off : off + w]
 
     def _attend_windows(self, q, k, v, bias) -> torch.Tensor:
-        """Attention inside every window of padded maps → NHWC-ordered ``B×H×W×C`` values, flattened."""
+        """Attention inside every window of padded maps → NHWC-ordered ``B×H×W×C`` values."""
         b, _, hp, wp = q.shape
-        n_tok = self.window * self.window
-
-        def heads(x: torch.Tensor) -> torch.Tensor:  # n × heads × N × head_dim
-            t = _window_partition(x, self.window)
-            return t.view(t.shape[0], n_tok, self.heads, self.head_dim).transpose(1, 2)
-
-        o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=bias)
-        o = o.transpose(1, 2).reshape(-1, n_tok, self.dim)
-        return _window_merge(o, self.window, b, hp, wp).permute(0, 2, 3, 1)
+        ws, nh = self.window, self.heads
+        o = F.scaled_dot_product_attention(
+            _window_heads(q, ws, nh), _window_heads(k, ws, nh), _window_heads(v, ws, nh), attn_mask=bias
+        )
+        return _window_unheads(o, ws, b, hp, wp)
 
     def attention(
         self,
@@ -195,8 +214,22 @@ class CFGMBlock(nn.Module):
         own_q, k = qk.split(self.dim, 1)  # split, not slicing: one cat in backward instead of two zero-fills
         v = p.v(xn)
         attn = self._attend(own_q if query is None else query, k, v, bias)
-        y = p.proj(p.dwconv(v if dw_input is None else dw_input) + attn)
+        y = p.proj(self._depthwise(p.dwconv, v if dw_input is None else dw_input) + attn)
         return y, own_q, v
+
+    @staticmethod
+    def _depthwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """The 5×5 depthwise convolution; under CPU autocast with autograd on it runs in fp32, not bf16.
+
+        oneDNN's bf16 depthwise weight gradient is 2.2× slower than its fp32 one on CPU (344 vs 155 ms forward
+        + backward at 8×98×128², docs/performance.md) and was the largest operator of a bf16 training step; fp32
+        here is also closer to the fp32 model. Without autograd (inference, the other stream's no-grad path),
+        outside autocast and on CUDA it runs as given.
+        """
+        if x.device.type == "cpu" and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return conv(x.float())
+        return conv(x)
 
     def finish(self, stream: str, x: torch.Tensor, y: torch.Tensor, gamma, beta) -> torch.Tensor:
         """Residual with RLN rescale/rebias, then the residual MLP."""
