@@ -27,6 +27,7 @@ GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256�
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -133,14 +134,12 @@ def run_train_case(
             from torch.profiler import ProfilerActivity, profile
 
             prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
-            prof.__enter__()
-        t0 = time.perf_counter()
-        for bt in batches[1:]:
-            last, _ = t.train_iteration(bt)
-            trace.append(last)
-        dt = (time.perf_counter() - t0) / steps
-        if prof is not None:
-            prof.__exit__(None, None, None)
+        with prof or contextlib.nullcontext():
+            t0 = time.perf_counter()
+            for bt in batches[1:]:
+                last, _ = t.train_iteration(bt)
+                trace.append(last)
+            dt = (time.perf_counter() - t0) / steps
     n_steps = len(t.steps)
     # training step ≈ 3× the forward cost (forward + backward) of the trained path, per optimiser step
     flop = 3 * FLOP_PER_PIXEL * crop * crop * batch * n_steps
@@ -196,6 +195,12 @@ def _compare_losses(results: list[dict]) -> None:
         )
         print(f"# {r16['task']}: bf16 vs fp32 loss terms over {len(r32['loss_trace'])} iterations (same seed and "
               f"batches): max relative difference {worst:.2e}")
+
+
+def _train_payload(args, task: str, precision: str, **extra) -> dict:
+    """Arguments of one training case (:func:`run_train_case`) from the command line; ``extra`` overrides."""
+    return {"task": task, "steps": args.steps, "batch": args.batch, "crop": args.crop, "precision": precision,
+            "weighting": args.weighting, "keep_freed_memory": args.malloc == "keep", **extra}  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
@@ -260,10 +265,7 @@ def main(argv: list[str]) -> int:
     elif args.what == "profile":
         for task in args.tasks.split(","):
             for prec in args.precisions.split(","):
-                r = _subprocess("train", {"task": task, "steps": args.steps, "batch": args.batch, "crop": args.crop,
-                                          "precision": prec, "weighting": args.weighting,
-                                          "keep_freed_memory": args.malloc == "keep", "profile_top": args.top},
-                                args.timeout)
+                r = _subprocess("train", _train_payload(args, task, prec, profile_top=args.top), args.timeout)
                 results.append(r)
                 if "error" in r:
                     print(f"# {task} {prec}: error: {r['error']}")
@@ -281,14 +283,15 @@ def main(argv: list[str]) -> int:
     else:
         print("| task | precision | variant | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | peak RSS GB |")
         print("|---|---|---|---|---|---|---|---|---|")
-        variants = [("gifnet", args.malloc == "keep", True)] + ([("plain", False, False)] if args.plain else [])
+        variants = {"gifnet": {}} | ({"plain": {"keep_freed_memory": False, "channels_last": False}} if args.plain
+                                     else {})
         for task in args.tasks.split(","):
             for prec in args.precisions.split(","):
-                for name, keep, cl in variants:
-                    r = _subprocess("train", {"task": task, "steps": args.steps, "batch": args.batch,
-                                              "crop": args.crop, "precision": prec, "weighting": args.weighting,
-                                              "keep_freed_memory": keep, "channels_last": cl}, args.timeout)
+                rows = {}
+                for name, extra in variants.items():
+                    r = _subprocess("train", _train_payload(args, task, prec, **extra), args.timeout)
                     r["variant"] = name
+                    rows[name] = r
                     results.append(r)
                     if "error" in r:
                         print(f"| {task} | {prec} | {name} | error: {r['error']} |")
@@ -296,8 +299,7 @@ def main(argv: list[str]) -> int:
                         print(f"| {task} | {prec} | {name} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
                               f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
                               f"{r['peak_rss_gb']:.2f} |", flush=True)
-                plain = next((r for r in results[-len(variants):] if r["variant"] == "plain"), None)
-                ours = results[-len(variants)]
+                plain, ours = rows.get("plain"), rows["gifnet"]
                 if plain and "error" not in plain and "error" not in ours:
                     print(f"# {task} {prec}: gifnet is {plain['seconds_per_iter'] / ours['seconds_per_iter']:.2f}× "
                           "the plain reference measured beside it")

@@ -120,14 +120,12 @@ def _window_heads(x: torch.Tensor, window: int, heads: int) -> torch.Tensor:
 
 
 def _window_unheads(o: torch.Tensor, window: int, b: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`_window_heads`: ``(B·nW)×heads×window²×d`` → an NHWC ``B×H×W×(heads·d)`` tensor (one copy)."""
+    """Inverse of :func:`_window_heads`: ``(B·nW)×heads×window²×d`` → an NHWC ``B×H×W×(heads·d)`` tensor.
+
+    One copy when ``o`` is contiguous (CPU attention returns it so); any other layout is copied once more.
+    """
     heads, d = o.shape[1], o.shape[3]
-    nh, nw = h // window, w // window
-    t = o.transpose(1, 2)
-    if t.is_contiguous():  # some attention kernels (e.g. CUDA flash) return tokens-major memory
-        t = t.view(b, nh, nw, window, window, heads, d)
-        return t.permute(0, 1, 3, 2, 4, 5, 6).reshape(b, h, w, heads * d)
-    o = o.reshape(b, nh, nw, heads, window, window, d)
+    o = o.reshape(b, h // window, w // window, heads, window, window, d)
     return o.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, h, w, heads * d)
 
 
