@@ -13,13 +13,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Main job on the embedded demo data.
+# Main job on the embedded demo data (`gifnet train task=joint`; every command: `gifnet --help`).
 train: $(STAMP)
-	$(PY) scripts/train.py task=joint
+	$(VENV)/bin/gifnet train task=joint
 
 # Fuse a generated demo pair: the released weights when ../shared is present, else a randomly initialised model.
 demo: $(STAMP)
-	$(PY) scripts/demo_fuse.py
+	$(VENV)/bin/gifnet demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
@@ -27,9 +27,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check gifnet scripts tests
 
-# Convert the released checkpoint (if ../shared is present) into our format.
+# Convert the released checkpoint (paths.official: ../shared/official/Final.model) into our format.
 import-official: $(STAMP)
-	$(PY) scripts/import_official.py ../shared/official/Final.model checkpoints/gifnet_official.pt
+	$(VENV)/bin/gifnet import dst=checkpoints/gifnet_official.pt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -28,7 +28,7 @@ from gifnet.data.io import list_images, match_pairs, read_image, write_image_ato
 from gifnet.evaluation_jobs import FusedCache, MetricPool, default_cache_dir, failure, resolve_workers
 from gifnet.fusion import TASKS, Fuser, describe_error
 from gifnet.metrics import METRICS, list_conventions, list_metrics, read_for_metrics
-from gifnet.paths import PROJECT_ROOT, atomic_path, shared_root
+from gifnet.paths import PROJECT_ROOT, atomic_path, default_paths, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,8 @@ class DatasetSpec:
 
 
 def default_data_root() -> Path:
-    """``../shared/data/benchmarks`` beside the project root (``$GIFNET_SHARED`` honoured)."""
-    root = shared_root() or (PROJECT_ROOT.parent / "shared")
-    return root / "data" / "benchmarks"
+    """The benchmark root of the ``paths`` group (``paths.data_root``: ``../shared/data/benchmarks``)."""
+    return resolve_path(default_paths()["data_root"])
 
 
 def list_suites(datasets_dir: str | Path | None = None) -> list[str]:
@@ -200,7 +199,7 @@ def load_dataset(
     extra = sorted(set(raw.keys()) - _DATASET_KEYS)
     if extra:
         raise EvaluationError(f"{path}: unknown key(s) {extra}; allowed: {sorted(_DATASET_KEYS)}")
-    root_dir = Path(data_root) if data_root else default_data_root()
+    root_dir = resolve_path(data_root) if data_root else default_data_root()
     merged = OmegaConf.merge({"paths": {"data_root": str(root_dir)}}, raw)
     d = OmegaConf.to_container(merged, resolve=True)
     for key in ("task", "root", "a", "convention"):
@@ -908,19 +907,25 @@ def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
 
 # ------------------------------------------------------------------------------------------ configuration
 def load_eval_config(overrides: Sequence[str] = ()):
-    """``configs/evaluate.yaml`` merged with ``key=value`` overrides (struct mode: unknown keys are errors).
+    """``configs/evaluate/evaluate.yaml`` composed with ``key=value`` overrides, as ``gifnet evaluate`` composes it
+    (struct mode: unknown keys are errors).
 
     ``methods.<name>=DIR``, ``checkpoints.<name>=PATH`` and ``metrics.<dataset>=[...]`` may add keys;
     ``checkpoint=null`` is allowed when other checkpoints, methods or ``peers=true`` give something to score.
     """
+    from gifnet.config import compose
+
+    cfg = compose("evaluate", overrides)
+    check_eval_config(cfg)
+    return cfg
+
+
+def check_eval_config(cfg) -> None:
+    """The required options of an evaluation config are given (``checkpoint``)."""
     from omegaconf import OmegaConf
 
-    from gifnet.cli import load_cli_config
-
-    cfg = load_cli_config("evaluate", overrides, open_keys=("methods", "metrics", "checkpoints"))
     if OmegaConf.is_missing(cfg, "checkpoint"):
-        raise ValueError("missing required option: checkpoint=PATH (e.g. checkpoint=../shared/official/Final.model)")
-    return cfg
+        raise ValueError("missing required option: checkpoint=PATH (e.g. checkpoint='${paths.official}')")
 
 
 def evaluate_from_config(cfg) -> EvalResult:
@@ -928,7 +933,7 @@ def evaluate_from_config(cfg) -> EvalResult:
     from omegaconf import OmegaConf
 
     c = OmegaConf.to_container(cfg, resolve=True)
-    sel = c["eval"]
+    sel = c["eval"] if isinstance(c["eval"], str) else ",".join(map(str, c["eval"]))
     metrics = {str(k): (None if v is None else ([v] if isinstance(v, str) else list(v)))
                for k, v in (c.get("metrics") or {}).items()}  # fmt: skip
     checkpoint = None if c["checkpoint"] is None else Path(c["checkpoint"])

@@ -12,19 +12,41 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def default_paths() -> dict[str, str]:
+    """The ``paths`` config group (``configs/common/paths/default.yaml``, the one place for data locations)
+    resolved as every command composes it by default (``$GIFNET_SHARED`` honoured); values are as configured
+    (relative ones resolve with :func:`resolve_path`)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"paths": OmegaConf.load(PROJECT_ROOT / "configs" / "common" / "paths" / "default.yaml")})
+    return {str(k): str(v) for k, v in OmegaConf.to_container(cfg.paths, resolve=True).items()}
+
+
 def shared_root() -> Path | None:
-    """Return the ``shared`` folder beside the project (or ``$GIFNET_SHARED``), or ``None`` if absent.
+    """The ``shared`` folder of :func:`default_paths` (beside the project, or ``$GIFNET_SHARED``), or ``None`` if
+    absent.
 
     The folder holds research-only inputs (released checkpoint, parity fixtures, benchmarks); it is never
     copied into the repository, and every consumer must cope with its absence.
     """
-    env = os.environ.get("GIFNET_SHARED")
-    candidates = [Path(env)] if env else []
-    candidates.append(PROJECT_ROOT.parent / "shared")
-    for c in candidates:
-        if c.is_dir():
-            return c.resolve()
-    return None
+    p = resolve_path(default_paths()["shared"])
+    return p.resolve() if p.is_dir() else None
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """Resolve a configured path: absolute as is; relative to the current folder if it exists there,
+    else relative to the project root (so ``../shared/...`` works from the project root and from Hydra
+    run folders); falls back to the current folder (the later error then names that path)."""
+    p = Path(os.path.expanduser(str(path)))
+    if p.is_absolute():
+        return p
+    cwd_p = Path.cwd() / p
+    if cwd_p.exists():
+        return cwd_p.resolve()
+    root_p = PROJECT_ROOT / p
+    if root_p.exists():
+        return root_p.resolve()
+    return cwd_p
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -1,7 +1,7 @@
 """Resumable training studies: named lists of variants × seeds, trained, evaluated and tabulated.
 
-``python scripts/study.py study=ablation_cpu`` (configs ``configs/study/*.yaml``, runner options
-``configs/run_study.yaml``). A study is
+``gifnet study study=ablation_cpu`` (studies: ``configs/study/study/*.yaml``, runner options
+``configs/study/study.yaml``). A study is
 
 - ``base``: training overrides of every run (e.g. ``experiment=cpu_joint``),
 - ``variants``: ``{name: {overrides: [...], seeds: [...]}}`` (seeds default to ``seeds``),
@@ -40,7 +40,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from gifnet.paths import PROJECT_ROOT, atomic_path, sha256_of
+from gifnet.paths import atomic_path, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Study:
 
 
 def load_study(cfg: DictConfig | dict, root: str | Path = "runs/studies") -> Study:
-    """Validate a study config (``configs/study/<name>.yaml`` as composed) into a :class:`Study`."""
+    """Validate a study config (``configs/study/study/<name>.yaml`` as composed) into a :class:`Study`."""
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     unknown = sorted(set(c) - _STUDY_KEYS)
     if unknown:
@@ -238,19 +238,20 @@ def format_status(study: Study) -> str:
 
 # ---------------------------------------------------------------------------------------------- training
 def compose_train_config(overrides: Sequence[str]) -> DictConfig:
-    """``configs/train.yaml`` composed with ``overrides`` (Hydra compose API, as ``scripts/train.py`` does)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """``configs/train/train.yaml`` composed with ``overrides``, as ``gifnet train`` composes it."""
+    from gifnet.config import compose
 
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose("train", overrides)
 
 
 def _identity(run: RunSpec) -> dict:
-    """The resolved training config of a run's own overrides: what the run *is* (device and the like excluded)."""
-    return OmegaConf.to_container(compose_train_config(run.overrides), resolve=True)
+    """The resolved training config of a run's own overrides: what the run *is* (device and the like excluded).
+
+    The ``paths`` group is left out: it says where the data lives, and the data roots it resolves to are part of
+    the identity themselves (``data.root``, ``init``)."""
+    ident = OmegaConf.to_container(compose_train_config(run.overrides), resolve=True)
+    ident.pop("paths", None)
+    return ident
 
 
 def check_identity(run: RunSpec, folder: Path | None = None) -> None:

@@ -1,19 +1,12 @@
 #!/usr/bin/env python
-"""Fuse image pairs with a GIFNet checkpoint: ``python scripts/fuse.py checkpoint=… task=… input.a=… input.b=…``.
+"""``python scripts/fuse.py key=value ...`` = ``gifnet fuse key=value ...``.
 
-Options and defaults: configs/fuse.yaml (``key=value`` overrides; unknown keys are rejected).
+Options and config groups: ``gifnet fuse --help``.
 """
 
 import sys
 
-from gifnet.cli import cli_help, run_cli
-from gifnet.fusion import fuse_from_config, load_fuse_config
-
-
-def main(argv: list[str]) -> int:
-    return run_cli("gifnet.fuse", argv, load_fuse_config, fuse_from_config, lambda s: int(bool(s.failed)),
-                   help_text=cli_help(__doc__, "fuse"))
-
+from gifnet.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["fuse", *sys.argv[1:]]))

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Convert the released GIFNet ``Final.model`` into a gifnet checkpoint.
+"""``python scripts/import_official.py key=value ...`` = ``gifnet import key=value ...``.
 
-Usage: python scripts/import_official.py PATH/TO/Final.model OUT.pt
+Options and config groups: ``gifnet import --help``.
 """
 
 import sys
 
-from gifnet.models.convert import main
+from gifnet.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["import", *sys.argv[1:]]))

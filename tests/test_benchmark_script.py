@@ -1,4 +1,4 @@
-"""Smoke test of scripts/benchmark.py on tiny inputs (it is a benchmark, so nothing here is timed)."""
+"""Smoke test of ``gifnet benchmark`` on tiny inputs (it is a benchmark, so nothing here is timed)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ SCRIPT = str(PROJECT_ROOT / "scripts" / "benchmark.py")
 def _run(args: list[str], tmp_path) -> tuple[str, list[dict]]:
     out = tmp_path / "res.json"
     r = subprocess.run(
-        [sys.executable, SCRIPT, *args, "--json", str(out)], capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, SCRIPT, *args, f"json={out}"], capture_output=True, text=True, timeout=600, check=False
     )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout, json.loads(out.read_text())
@@ -24,8 +24,8 @@ def _run(args: list[str], tmp_path) -> tuple[str, list[dict]]:
 
 def test_fuse_benchmark_rows(tmp_path):
     stdout, res = _run(
-        ["fuse", "--sizes", "24x20", "--paths", "optimised,full-frame,straightforward", "--devices", "cpu",
-         "--repeat", "1"], tmp_path,
+        ["mode=fuse", "sizes=[24x20]", "fusion_paths=[optimised,full-frame,straightforward]", "devices=[cpu]",
+         "repeat=1"], tmp_path,
     )  # fmt: skip
     assert [(r["path"], r["precision"]) for r in res] == [
         ("optimised", "fp32"), ("optimised", "bf16"), ("full-frame", "fp32"), ("full-frame", "bf16"),
@@ -40,7 +40,7 @@ def test_fuse_benchmark_rows(tmp_path):
 @pytest.mark.slow
 def test_train_benchmark_rows_and_loss_comparison(tmp_path):
     stdout, res = _run(
-        ["train", "--tasks", "official", "--steps", "1", "--batch", "2", "--crop", "32"], tmp_path
+        ["mode=train", "tasks=[official]", "steps=1", "batch=2", "crop=32"], tmp_path
     )  # DenseNet weighting with random weights (timing only)
     assert [(r["task"], r["precision"]) for r in res] == [("official", "fp32"), ("official", "bf16")]
     for r in res:
@@ -53,15 +53,15 @@ def test_train_benchmark_rows_and_loss_comparison(tmp_path):
 @pytest.mark.slow
 def test_train_benchmark_plain_reference_and_profile(tmp_path):
     stdout, res = _run(
-        ["train", "--tasks", "official", "--precisions", "fp32", "--steps", "1", "--batch", "2", "--crop", "32",
-         "--weighting", "gradient", "--plain"], tmp_path,
+        ["mode=train", "tasks=[official]", "precisions=[fp32]", "steps=1", "batch=2", "crop=32",
+         "weighting=gradient", "plain=true"], tmp_path,
     )  # fmt: skip
     assert [(r["variant"], r["channels_last"]) for r in res] == [("gifnet", True), ("plain", False)]
     assert all("error" not in r and r["seconds_per_iter"] > 0 for r in res)
     assert "the plain reference measured beside it" in stdout
     stdout, res = _run(
-        ["profile", "--tasks", "official", "--precisions", "fp32", "--steps", "1", "--batch", "2", "--crop", "32",
-         "--weighting", "gradient", "--top", "4"], tmp_path,
+        ["mode=profile", "tasks=[official]", "precisions=[fp32]", "steps=1", "batch=2", "crop=32",
+         "weighting=gradient", "top=4"], tmp_path,
     )  # fmt: skip
     (r,) = res
     top = r["profile"]["top"]

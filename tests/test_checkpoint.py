@@ -94,7 +94,8 @@ def test_import_official_script_on_synthetic_file(tmp_path):
     torch.save(_official_like_state_dict(src), tmp_path / "Final.model")
     out = tmp_path / "conv.pt"
     r = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "import_official.py"), str(tmp_path / "Final.model"), str(out)],
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "import_official.py"), f"src={tmp_path / 'Final.model'}",
+         f"dst={out}"],
         capture_output=True, text=True, check=False,
     )
     assert r.returncode == 0, r.stderr
@@ -104,7 +105,8 @@ def test_import_official_script_on_synthetic_file(tmp_path):
     a = torch.rand(1, 1, 10, 10)
     assert torch.equal(src.eval().fuse(a, a), m.fuse(a, a))
     r = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "import_official.py"), str(tmp_path / "nope.model"), str(out)],
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "import_official.py"), f"src={tmp_path / 'nope.model'}",
+         f"dst={out}"],
         capture_output=True, text=True, check=False,
     )
     assert r.returncode == 1 and "not found" in r.stderr

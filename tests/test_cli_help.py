@@ -29,7 +29,7 @@ def test_every_script_answers_help(script):
 
 def test_help_of_the_config_file_tools_lists_their_options():
     out = _run(PROJECT_ROOT / "scripts" / "fuse.py", "--help").stdout
-    assert "configs/fuse.yaml" in out and "checkpoint" in out and "input" in out
+    assert "configs/fuse/fuse.yaml" in out and "checkpoint" in out and "input" in out
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_help_of_the_config_file_tools_lists_their_options():
         (["train.py", "no_such_key=1"], "no_such_key"),
         (["train.py", "model=no_such_model"], "no_such_model"),
         (["study.py", "study=no_such_study"], "no_such_study"),
-        (["demo_fuse.py", "chekpoint=x.pt"], "unknown argument"),
+        (["demo_fuse.py", "chekpoint=x.pt"], "unknown option: chekpoint"),
     ],
 )
 def test_a_bad_option_is_one_readable_line(args, needle):

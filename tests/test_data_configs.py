@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
+from gifnet.cli import main as cli_main
+from gifnet.config import compose as gifnet_compose
 from gifnet.data.config import CONFIG_DIR, compose_data_config, instantiate_data
 from gifnet.data.datasets import MEMBERS, build_dataloader, official_dataset, pairs_dataset, set_epoch
 from gifnet.data.preview import make_preview_grid
@@ -49,8 +50,7 @@ def _overrides(name: str, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", ["demo", "pairs", "official"])
 def test_config_composes_instantiates_and_yields_batch(name, tmp_path):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(overrides=[f"+data={name}", *_overrides(name, tmp_path)])
+    cfg = gifnet_compose("preview", [f"data={name}", *_overrides(name, tmp_path)])
     assert cfg.data._target_ == "gifnet.data.datasets.build_dataset" and cfg.data.source == name
     ds = instantiate(cfg.data)
     loader = build_dataloader(ds)  # batch size from the config's loader block
@@ -62,17 +62,22 @@ def test_config_composes_instantiates_and_yields_batch(name, tmp_path):
     assert next(iter(build_dataloader(cfg.data, shuffle=False)))["vis"].shape == (2, 1, CROP, CROP)
 
 
-def test_pairs_defaults_point_to_shared_training_pool():
+def test_pairs_defaults_point_to_shared_training_pool(monkeypatch):
+    monkeypatch.delenv("GIFNET_SHARED", raising=False)
     cfg = compose_data_config("pairs")
     assert cfg.root == "../shared/data/train/ivif/LLVIP-samples"
     assert list(cfg.natural) == ["../shared/data/train/natural"]
+    # the paths group is the one place for the location: moving it moves the data roots
+    monkeypatch.setenv("GIFNET_SHARED", "/data/gifnet-shared")
+    assert compose_data_config("pairs").root == "/data/gifnet-shared/data/train/ivif/LLVIP-samples"
+    assert compose_data_config("pairs", ["paths.train_data=/pool"]).natural == ["/pool/natural"]
 
 
 def test_group_composes_under_a_primary_config(tmp_path):
-    """The group works with ``defaults: - data: demo`` in a top-level config (like configs/train.yaml)."""
+    """The group works with ``defaults: - data: demo`` in a top-level config (like configs/train/train.yaml)."""
     cfg_dir = tmp_path / "cfg"
     (cfg_dir / "data").mkdir(parents=True)
-    for p in (CONFIG_DIR / "data").glob("*.yaml"):
+    for p in (CONFIG_DIR / "data").glob("*.yaml"):  # configs/data/data/: the group's own folder
         (cfg_dir / "data" / p.name).write_text(p.read_text())
     (cfg_dir / "train.yaml").write_text("defaults:\n  - data: demo\n  - _self_\nepochs: 1\n")
     with initialize_config_dir(config_dir=str(cfg_dir), version_base=None):
@@ -111,24 +116,15 @@ def test_preview_grid_from_samples_and_batch(tmp_path):
     assert make_preview_grid(batch, labels=False).shape == (3 * CROP + 4, 6 * CROP + 10, 3)
 
 
-def _load_script(name: str):
-    path = CONFIG_DIR.parent / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_prepare_data_roundtrip_and_preview_script(tmp_path):
     pairs, nat, _ = _tree(tmp_path)
     out = tmp_path / "fixed"
-    prep = _load_script("prepare_data")
-    args = ["--data", "pairs", "--set", f"root={pairs}", "--set", f"natural=[{nat}]", "--set", f"crop_size={CROP}"]
-    assert prep.main([*args, "--out", str(out), "--num", "8", "--quiet"]) == 0
+    args = ["prepare", "data=pairs", f"data.root={pairs}", f"data.natural=[{nat}]", f"data.crop_size={CROP}"]
+    assert cli_main([*args, f"out={out}", "num=8", "progress=false"]) == 0
     for folder in ("infrared", "visible", "visible_focus_near", "visible_focus_far", "visible_under", "visible_over"):
         assert len(list((out / folder / "train").glob("*.png"))) == 8
-    with pytest.raises(FileExistsError):
-        prep.main([*args, "--out", str(out), "--num", "2", "--quiet"])
+    assert cli_main([*args, f"out={out}", "num=2", "progress=false"]) == 1  # refused: the folder is not empty
+    assert len(list((out / "visible" / "train").glob("*.png"))) == 8
     back = official_dataset(out, crop_size=CROP)
     assert len(back) == 8
     assert [s.ir is None for s in back.scenes].count(True) == 3  # the 3 natural images: has_ir=False
@@ -138,13 +134,8 @@ def test_prepare_data_roundtrip_and_preview_script(tmp_path):
     over = np.asarray(Image.open(out / "visible_over" / "train" / "1.png"))
     np.testing.assert_allclose(s["over"][0].numpy(), over / 255.0, atol=1e-6)  # read, not re-synthesised
     png = tmp_path / "preview.png"
-    prev = _load_script("preview_data")
-    assert (
-        prev.main(
-            ["--data", "official", "--set", f"root={out}", "--set", f"crop_size={CROP}", "--n", "3", "--out", str(png)]
-        )
-        == 0
-    )
+    args = ["preview", "data=official", f"data.root={out}", f"data.crop_size={CROP}", "n=3", f"out={png}"]
+    assert cli_main(args) == 0
     assert Image.open(png).size[0] == 6 * CROP + 10
 
 

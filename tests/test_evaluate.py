@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import re
@@ -239,14 +238,13 @@ def test_selection_and_limit(bench):
 
 
 def test_cli_script(bench):
-    spec = importlib.util.spec_from_file_location("evaluate_script", PROJECT_ROOT / "scripts" / "evaluate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.main(_args(bench, "eval=toy_meif", "metrics.toy_meif=[Entropy]")) == 0
+    from gifnet.cli import main
+
+    assert main(["evaluate", *_args(bench, "eval=toy_meif", "metrics.toy_meif=[Entropy]")]) == 0
     summary = _read_csv(bench["out"] / "summary.csv")
     assert {r["metric"] for r in summary} == {"Entropy"}
-    assert mod.main(_args(bench, "eval=nope")) == 1
-    assert mod.main(_args(bench, "bogus_option=1")) == 1
+    assert main(["evaluate", *_args(bench, "eval=nope")]) == 1
+    assert main(["evaluate", *_args(bench, "bogus_option=1")]) == 1
 
 
 def test_shipped_dataset_configs():
@@ -330,7 +328,6 @@ def test_compare_eval_script_reads_csv_and_markdown(tmp_path):
     import subprocess
     import sys
 
-    from gifnet.paths import PROJECT_ROOT
 
     (tmp_path / "full.md").write_text(
         "### d1 — task ivif, 3 image(s)\n\n| method | n | EN ↑ | MSE ↓ |\n|---|---|---|---|\n"
@@ -340,8 +337,9 @@ def test_compare_eval_script_reads_csv_and_markdown(tmp_path):
         "section,dataset,task,convention,method,metric,better,n,mean,std,best\n"
         "seen,d1,ivif,standard,GIFNet,EN,higher,1,6.25,0.0,0\nseen,d1,ivif,standard,GIFNet,MSE,lower,1,0.1,0.0,0\n"
     )
-    r = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "compare_eval.py"), str(tmp_path / "full.md"),
-                        str(tmp_path / "sub.csv")], capture_output=True, text=True, check=False)  # fmt: skip
+    script = str(PROJECT_ROOT / "scripts" / "compare_eval.py")
+    r = subprocess.run([sys.executable, script, f"full={tmp_path / 'full.md'}", f"subset={tmp_path / 'sub.csv'}"],
+                       capture_output=True, text=True, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "| d1 | EN | 6 (3) | 6.25 (1) | +0.25 | +0.50 |" in r.stdout
     assert "| d1 | MSE | 0.1 (3) | 0.1 (1) | +0 | +0.00 |" in r.stdout

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from gifnet.models import GIFNet
 from gifnet.paths import PROJECT_ROOT
 
-CONFIG_DIR = PROJECT_ROOT / "configs"
+CONFIG_DIR = PROJECT_ROOT / "configs" / "train"
 MODEL_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
 
 
 def _compose(overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=None, overrides=overrides)
+    """The training config with the given model group overrides (``+model=x`` as ``model=x``)."""
+    from gifnet.config import compose
+
+    return compose("train", [o.replace("+model=", "model=") for o in overrides])
 
 
 def test_model_config_group_is_populated():

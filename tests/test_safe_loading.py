@@ -67,7 +67,7 @@ def test_crafted_checkpoint_is_refused_by_every_api(entry, tmp_path):
     path, marker = _crafted(tmp_path)
     with pytest.raises(UnsafeCheckpointError, match="refused") as e:
         _entry_points()[entry](path)
-    assert str(path) in str(e.value) and "gifnet-convert-legacy" in str(e.value)
+    assert str(path) in str(e.value) and "gifnet import format=legacy" in str(e.value)
     assert not marker.exists()
 
 
@@ -95,7 +95,7 @@ def test_crafted_checkpoint_is_refused_by_every_script(script, tmp_path):
         "train_resume": [s / "train.py", *FAST, f"resume={path}", f"hydra.run.dir={tmp_path / 'r'}"],
         "train_init": [s / "train.py", *FAST, f"init={path}", f"hydra.run.dir={tmp_path / 'r'}"],
         "demo_fuse": [s / "demo_fuse.py", f"checkpoint={path}", f"out={tmp_path / 'o'}"],
-        "import": [s / "import_official.py", str(path), str(tmp_path / "out.pt")],
+        "import": [s / "import_official.py", f"src={path}", f"dst={tmp_path / 'out.pt'}"],
     }[script]
     r = _script([str(a) for a in args], tmp_path)
     assert r.returncode != 0

@@ -179,16 +179,14 @@ def test_bad_study_configs_are_clear(raw, match):
 
 
 def test_every_study_config_composes_its_runs():
-    from hydra import compose, initialize_config_dir
-
+    from gifnet.config import compose
     from gifnet.paths import PROJECT_ROOT
     from gifnet.study import compose_train_config
 
-    names = sorted(p.stem for p in (PROJECT_ROOT / "configs" / "study").glob("*.yaml"))
+    names = sorted(p.stem for p in (PROJECT_ROOT / "configs" / "study" / "study").glob("*.yaml"))
     assert "ablation_cpu" in names and "ablation_full" in names
     for name in names:
-        with initialize_config_dir(config_dir=str(PROJECT_ROOT / "configs"), version_base="1.3"):
-            cfg = compose(config_name="run_study", overrides=[f"study={name}"])
+        cfg = compose("study", [f"study={name}"])
         study = load_study(cfg.study)
         for run in study.runs():
             tc = compose_train_config(run.overrides)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import gifnet.engine.trainer as trainer_mod
 from gifnet.engine.sampler import ResumableSampler
@@ -20,7 +19,7 @@ from gifnet.engine.trainer import NonFiniteLossError, Trainer
 from gifnet.models import load_checkpoint
 from gifnet.paths import PROJECT_ROOT
 
-CONFIG_DIR = PROJECT_ROOT / "configs"
+CONFIG_DIR = PROJECT_ROOT / "configs" / "train"  # the search-path root of `gifnet train`
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 TASKS = sorted(p.stem for p in (CONFIG_DIR / "task").glob("*.yaml"))
 # Tiny, fast runs: two demo photographs, 24-px crops, batch 2, no TensorBoard, no progress bar.
@@ -36,8 +35,9 @@ FAST = [
 
 
 def compose_train(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+    from gifnet.config import compose
+
+    return compose("train", overrides)
 
 
 def test_main_config_defaults():

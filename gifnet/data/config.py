@@ -1,4 +1,4 @@
-"""Compose and instantiate ``configs/data/<name>.yaml`` outside a Hydra application (scripts, tests)."""
+"""Compose and instantiate a ``data`` config (``configs/data/data/<name>.yaml``) outside a Hydra application."""
 
 from __future__ import annotations
 
@@ -7,28 +7,24 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..paths import PROJECT_ROOT
+from ..config import CONFIG_ROOT
 
 __all__ = ["CONFIG_DIR", "compose_data_config", "instantiate_data"]
 
-CONFIG_DIR: Path = PROJECT_ROOT / "configs"
+CONFIG_DIR: Path = CONFIG_ROOT / "data"  # the search-path root holding the ``data`` group
 
 
 def compose_data_config(name: str = "demo", overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose the ``data`` config group entry ``name`` with ``key=value`` overrides (relative to it).
+    """The ``data`` group entry ``name`` with ``key=value`` overrides (relative to it, or prefixed ``data.``;
+    ``paths.*`` moves the locations), composed with the ``paths`` group and resolved. Returns the ``data`` node
+    (with its ``_target_``)."""
+    from ..config import compose_group
 
-    Returns the ``data`` node (with its ``_target_``).
-    """
-    from hydra import compose, initialize_config_dir
-
-    ov = [f"+data={name}"] + [o if o.startswith(("data.", "+data.", "~data.")) else f"data.{o}" for o in overrides]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        cfg = compose(overrides=ov)
-    return cfg.data
+    return compose_group("data", name, overrides)
 
 
 def instantiate_data(name: str = "demo", overrides: Sequence[str] = ()):
-    """Instantiate the dataset of ``configs/data/<name>.yaml`` (see :func:`compose_data_config`)."""
+    """Instantiate the dataset of ``configs/data/data/<name>.yaml`` (see :func:`compose_data_config`)."""
     from hydra.utils import instantiate
 
     return instantiate(compose_data_config(name, overrides), _convert_="partial")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
-from ..paths import PROJECT_ROOT
+from ..paths import resolve_path
 from .io import (
     DataError,
     EmptyFolderError,
@@ -121,22 +121,6 @@ class Scene:
 
     def paths(self) -> dict[str, Path]:
         return {k: v for k, v in self.members().items() if isinstance(v, Path)}
-
-
-def resolve_path(path: str | os.PathLike) -> Path:
-    """Resolve a configured path: absolute as is; relative to the current folder if it exists there,
-    else relative to the project root (so ``../shared/...`` works from the project root and from Hydra
-    run folders); falls back to the current folder (the later error then names that path)."""
-    p = Path(os.path.expanduser(str(path)))
-    if p.is_absolute():
-        return p
-    cwd_p = Path.cwd() / p
-    if cwd_p.exists():
-        return cwd_p.resolve()
-    root_p = PROJECT_ROOT / p
-    if root_p.exists():
-        return root_p.resolve()
-    return cwd_p
 
 
 def _scene_error(scene: Scene, exc: BaseException) -> str:
@@ -629,7 +613,7 @@ SOURCES = {"pairs": pairs_dataset, "official": official_dataset, "demo": demo_da
 
 
 def build_dataset(source: str = "demo", loader: Mapping[str, Any] | None = None, **kwargs: Any) -> JointFusionDataset:
-    """Factory used as the Hydra ``_target_`` of ``configs/data/*.yaml``.
+    """Factory used as the Hydra ``_target_`` of ``configs/data/data/*.yaml``.
 
     Args:
         source: ``"pairs"``, ``"official"`` or ``"demo"``.
@@ -701,7 +685,7 @@ def build_dataloader(
     :func:`build_dataset`), then from defaults (batch 8, 0 workers, shuffle, no drop_last).
 
     Args:
-        cfg: a dataset, or a mapping / DictConfig of ``configs/data/*.yaml``.
+        cfg: a dataset, or a mapping / DictConfig of ``configs/data/data/*.yaml``.
         seed: shuffling / worker seed (default: the dataset's ``seed``).
         distributed: use a :class:`~torch.utils.data.DistributedSampler`; ``rank``/``world_size``
             default to the initialised ``torch.distributed`` process group. Each rank gets a disjoint

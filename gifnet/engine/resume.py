@@ -2,10 +2,10 @@
 
 Every checkpoint the trainer writes stores its resolved training configuration (``train_config``). Resuming:
 
-* ``python scripts/train.py resume=runs/x/checkpoints/last.pt`` alone restores that configuration (model, task,
+* ``gifnet train resume=runs/x/checkpoints/last.pt`` alone restores that configuration (model, task,
   data, loss, optimiser, seed, precision) and continues in the run's own folder (``runs/x``);
 * settings that do not change what is trained may be given again or changed (:data:`RUNTIME_KEYS`: device,
-  logging, progress, checkpoint cadence, validation, workers);
+  data locations (``paths``), logging, progress, checkpoint cadence, validation, workers);
 * the run's length (``train.epochs``, ``train.max_steps``) may be changed to extend or shorten it; the learning-rate
   schedule is then recomputed for the new total (logged as a warning when the schedule is not constant);
 * any other override that changes a stored value is refused with the list of differing keys: changing the recipe
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 #: Settings that never change what a run trains: free to set on resume (prefix match on dotted keys).
 RUNTIME_KEYS = (
-    "resume", "device", "val", "keep_freed_memory", "channels_last",
+    "resume", "device", "val", "keep_freed_memory", "channels_last", "paths",
     "train.progress", "train.log_every", "train.tensorboard", "train.num_workers", "train.save_every",
     "train.image_every", "train.val_every",
 )  # fmt: skip
@@ -171,3 +171,25 @@ def resume_argv(argv: Sequence[str]) -> list[str]:
     if not any(a.startswith("hydra.output_subdir=") for a in args):
         args.append("hydra.output_subdir=null")
     return args
+
+
+def restore_run_config(cfg: DictConfig, run_dir: str | Path, overrides: Sequence[str]) -> DictConfig:
+    """``resume=PATH`` of ``gifnet train``: the checkpoint's stored configuration with this command line's runtime
+    settings (``overrides``: the command line's); the result is also written to ``<run_dir>/resume.yaml``."""
+    import os
+
+    from gifnet.config import group_names
+    from gifnet.models.checkpoint import read_checkpoint
+    from gifnet.paths import atomic_path, resolve_path
+
+    path = resolve_path(cfg.resume)
+    stored = read_checkpoint(path).get("train_config")
+    if stored is None:
+        log.warning("%s stores no training configuration (an early gifnet checkpoint): resuming with the composed one",
+                    path)  # fmt: skip
+        return cfg
+    restored = restore_config(cfg, list(overrides), stored, cfg.resume, group_names("train"))
+    if int(os.environ.get("RANK", "0")) == 0:
+        with atomic_path(Path(run_dir) / "resume.yaml") as tmp:
+            tmp.write_text(OmegaConf.to_yaml(restored))
+    return restored

@@ -67,7 +67,7 @@ def _choice(cfg: Mapping, key: str, allowed: tuple[str, ...]) -> None:
 
 
 def validate_train_config(cfg: DictConfig | Mapping) -> None:
-    """Check every numeric and choice setting of a composed ``configs/train.yaml`` (see module docstring)."""
+    """Check every numeric and choice setting of a composed ``configs/train/train.yaml`` (see module docstring)."""
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     _int(c, "seed", 0)
     _choice(c, "precision", ("fp32", "bf16", "fp16"))

@@ -121,7 +121,7 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: DictConfig, total_iters: in
 
 
 class Trainer:
-    """Builds everything from a composed ``configs/train.yaml`` and runs the training loop."""
+    """Builds everything from a composed ``configs/train/train.yaml`` and runs the training loop."""
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path):
         validate_train_config(cfg)  # every numeric/choice setting, with its key and range (engine/settings.py)

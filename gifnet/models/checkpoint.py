@@ -16,7 +16,7 @@ Files are written atomically (temporary file in the same folder, then ``os.repla
 those types (the NumPy RNG state is stored as a tensor, the torch version as ``str``). A file that needs any other
 object (a crafted checkpoint, or one written by gifnet before the safe format) is refused with
 :class:`UnsafeCheckpointError`; a checkpoint of an earlier gifnet that the user trusts can be rewritten once with
-:func:`convert_legacy_checkpoint` (``gifnet-convert-legacy --trust SRC DST``).
+:func:`convert_legacy_checkpoint` (``gifnet import format=legacy trust=true src=SRC dst=DST``).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def torch_load_file(path: str | Path) -> Any:
             f"{path}: refused: loading it would need Python objects other than tensors and plain types "
             f"({first}). Such a file can run arbitrary code when loaded, so gifnet never unpickles it. If it is "
             f"a checkpoint written by an earlier gifnet and you trust its origin, rewrite it once in the safe "
-            f"format: gifnet-convert-legacy --trust {path} NEW.pt"
+            f"format: gifnet import format=legacy trust=true src={path} dst=NEW.pt"
         ) from None
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({type(e).__name__}: {e})") from None
@@ -194,23 +194,3 @@ def convert_legacy_checkpoint(src: str | Path, dst: str | Path, trust: bool = Fa
     atomic_torch_save(out, dst)
     read_checkpoint(dst)  # the result must load through the safe path
     return dst
-
-
-def convert_legacy_main(argv: list[str] | None = None) -> int:
-    """``gifnet-convert-legacy --trust SRC DST``."""
-    import argparse
-    import sys
-
-    p = argparse.ArgumentParser(description="Rewrite a checkpoint of an earlier gifnet in the safe format "
-                                "(unpickles SRC with full pickle: only for files you trust).")
-    p.add_argument("src")
-    p.add_argument("dst")
-    p.add_argument("--trust", action="store_true", help="confirm that SRC comes from a trusted source")
-    a = p.parse_args(argv)
-    try:
-        out = convert_legacy_checkpoint(a.src, a.dst, trust=a.trust)
-    except (CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0

@@ -8,8 +8,6 @@ every one of our keys must be filled, and shapes must agree.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,19 +225,3 @@ def import_official(src: str | Path, dst: str | Path) -> Path:
         "converter": "gifnet.models.convert",
     }
     return save_checkpoint(dst, model, trained_tasks=list(OFFICIAL_TRAINED_TASKS), provenance=provenance)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Convert the released GIFNet Final.model into a gifnet checkpoint."
-    )
-    parser.add_argument("src", help="path to the official Final.model")
-    parser.add_argument("dst", help="output checkpoint path (e.g. checkpoints/gifnet_official.pt)")
-    args = parser.parse_args(argv)
-    try:
-        out = import_official(args.src, args.dst)
-    except (CheckpointError, CheckpointMismatch) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
-    return 0
