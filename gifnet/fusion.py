@@ -35,6 +35,7 @@ from gifnet.data.io import (
     read_image,
     write_image_atomic,
 )
+from gifnet.devices import check_precision, resolve_device
 from gifnet.models import GIFNet
 
 log = logging.getLogger(__name__)
@@ -149,15 +150,12 @@ class Fuser:
     ):
         if color_mode not in ("standard", "official"):
             raise ValueError(f"color_mode must be 'standard' or 'official', got {color_mode!r}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        check_precision(precision)
         if resize not in (None, "b"):
             raise ValueError(f"resize must be null or 'b', got {resize!r}")
         self.task = get_task(task)
         self.color_mode, self.precision, self.resize = color_mode, precision, resize
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
 
     @classmethod

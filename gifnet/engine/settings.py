@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from gifnet.devices import TRAINING_PRECISIONS
+
 
 class SettingError(ValueError):
     """A training setting outside its allowed range or of the wrong type."""
@@ -70,7 +72,7 @@ def validate_train_config(cfg: DictConfig | Mapping) -> None:
     """Check every numeric and choice setting of a composed ``configs/train/train.yaml`` (see module docstring)."""
     c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     _int(c, "seed", 0)
-    _choice(c, "precision", ("fp32", "bf16", "fp16"))
+    _choice(c, "precision", TRAINING_PRECISIONS)
     _int(c, "train.epochs", 1, what=" (epochs that would train nothing)")
     _int(c, "train.max_steps", 1, optional=True, what=" (null = the epochs decide)")
     _int(c, "train.batch_size", 1, optional=True)

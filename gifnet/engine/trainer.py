@@ -23,6 +23,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from gifnet.devices import TRAINING_PRECISIONS, check_precision, resolve_device
 from gifnet.losses import build_ivif_weighting
 from gifnet.models import GIFNet
 from gifnet.models.checkpoint import read_checkpoint, save_checkpoint
@@ -42,15 +43,8 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN/Inf; the run stops and the last good checkpoint is kept."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} requested but CUDA is not available")
-    return torch.device(name)
-
-
 def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager | None:
+    check_precision(precision, TRAINING_PRECISIONS)
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -58,8 +52,7 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     if precision == "fp16":
         if device.type != "cuda":
             raise ValueError("precision=fp16 needs CUDA; use bf16 on CPU")
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    return torch.autocast(device_type="cuda", dtype=torch.float16)
 
 
 def rng_state() -> dict[str, Any]:

@@ -36,6 +36,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from ..devices import check_precision
 from ..runtime import keeps_freed_memory
 from .cfgm import CFGM, CFGMBlock, other_stream
 
@@ -487,8 +488,7 @@ def banded_fuse(
     sets the band height (``band_pixels / width`` rows, rounded to whole attention windows); smaller bands use
     less memory and fit the caches better, larger ones repeat fewer halo rows and run fewer, larger kernels.
     """
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    check_precision(precision)
     model._check_inputs(a, b)
     step = step or model.config.inference_stream
     eng = _Engine(model, step, precision, band_pixels, BF16_FP32_PARTS if fp32_parts is None else fp32_parts)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import check_precision
 from .banded import banded_fuse
 from .cfgm import CFGM, STREAMS, reset_cfgm_parameters
 
@@ -231,8 +232,7 @@ class GIFNet(nn.Module):
         memory, cache-sized kernels. ``engine="full"`` runs the whole image through the stage modules at once
         (channels-last; bf16 through autocast), as training does. ``precision``: ``fp32`` or ``bf16``.
         """
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        check_precision(precision)
         self._check_inputs(a, b)
         for name, x in (("a", a), ("b", b)):
             check_unit_range(x, name)
