@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 
 def fuse(*args, **kwargs):
-    """Fuse arrays, files or folders with a checkpoint; see :func:`gifnet.fusion.fuse`."""
-    from gifnet.fusion import fuse as _fuse
+    """Fuse arrays, files or folders with a checkpoint; see :func:`gifnet.inference.fusion.fuse`."""
+    from gifnet.inference.fusion import fuse as _fuse
 
     return _fuse(*args, **kwargs)

@@ -39,11 +39,11 @@ def _log(name: str) -> logging.Logger:
 def _train(cfg) -> int:
     from hydra.core.hydra_config import HydraConfig
 
-    from gifnet.data.io import DataError
     from gifnet.engine.distributed import cleanup
     from gifnet.engine.resume import ResumeMismatchError, restore_run_config
     from gifnet.engine.settings import SettingError
     from gifnet.engine.trainer import NonFiniteLossError, Trainer
+    from gifnet.io import DataError
     from gifnet.models.checkpoint import CheckpointError
 
     log = _log("train")
@@ -62,7 +62,7 @@ def _train(cfg) -> int:
 
 
 def _fuse(cfg) -> int:
-    from gifnet.fusion import check_fuse_config, fuse_from_config
+    from gifnet.inference.fusion import check_fuse_config, fuse_from_config
 
     check_fuse_config(cfg)
     summary = fuse_from_config(cfg)
@@ -123,8 +123,8 @@ def _data(cfg):
 def _preview(cfg) -> int:
     import numpy as np
 
-    from gifnet.data.io import write_image_atomic
     from gifnet.data.preview import make_preview_grid
+    from gifnet.io import write_image_atomic
 
     ds = _data(cfg)
     ds.set_epoch(int(cfg.epoch))
@@ -148,7 +148,7 @@ def _prepare(cfg) -> int:
 
 
 def _compare(cfg) -> int:
-    from gifnet.evaluation_compare import compare_table
+    from gifnet.evaluation.compare import compare_table
     from gifnet.paths import atomic_path
 
     text = compare_table(cfg.full, cfg.subset, cfg.method)
@@ -162,7 +162,7 @@ def _compare(cfg) -> int:
 
 
 def _demo(cfg) -> int:
-    from gifnet.fusion import fuse_demo
+    from gifnet.inference.demo import fuse_demo
 
     _log("demo").info("%s", fuse_demo(cfg.checkpoint, cfg.out, released=cfg.paths.official))
     return 0

@@ -1,11 +1,11 @@
-"""Tests for :mod:`gifnet.color` (standard BT.601 pipeline and the released script's colour rule)."""
+"""Tests for :mod:`gifnet.inference.color` (standard BT.601 pipeline and the released script's colour rule)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gifnet.color import (
+from gifnet.inference.color import (
     OFFICIAL_FORWARD,
     OFFICIAL_INVERSE,
     chroma_offset,

@@ -18,7 +18,7 @@ from gifnet.data.datasets import (
     official_dataset,
     pairs_dataset,
 )
-from gifnet.data.io import DataError, EmptyFolderError, PairingError, SizeMismatchError
+from gifnet.io import DataError, EmptyFolderError, PairingError, SizeMismatchError
 
 CROP = 32
 # synthesis that changes nothing: every member equals vis (exact for 8-bit sources)
@@ -245,7 +245,7 @@ def test_any_error_type_of_one_file_counts_as_corrupt(tmp_path, monkeypatch):
 
 
 def test_pixel_limit_refuses_large_images_from_their_header(tmp_path):
-    from gifnet.data import io
+    from gifnet import io
 
     path = _save(tmp_path / "big.png", _img(40, 48, seed=1))
     before = io.max_image_pixels()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gifnet.data.io import (
+from gifnet.io import (
     EmptyFolderError,
     ImageReadError,
     PairingError,

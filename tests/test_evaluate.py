@@ -13,7 +13,6 @@ import pytest
 import torch
 from conftest import missing_shared
 
-from gifnet.data.io import write_image_atomic
 from gifnet.evaluation import (
     evaluate,
     evaluate_from_config,
@@ -22,6 +21,7 @@ from gifnet.evaluation import (
     load_eval_config,
     select_datasets,
 )
+from gifnet.io import write_image_atomic
 from gifnet.models import GIFNet, save_checkpoint
 from gifnet.paths import PROJECT_ROOT
 
@@ -182,7 +182,7 @@ def test_peers_several_checkpoints_ranks_and_roundoff(tmp_path: Path, bench):
     assert "Qy: " in md and "Mean/q0" in md and "left out of the means" in md
     # the comparison figure: sources, both checkpoints and the 2 best-ranked published methods, atomically written
     from gifnet.evaluation import write_figures
-    from gifnet.evaluation_figure import detail_box
+    from gifnet.evaluation.figure import detail_box
 
     fig = write_figures(res, out / "fig", image="q1", top=2)["toy_flat"]
     from PIL import Image
@@ -208,7 +208,7 @@ def test_peers_several_checkpoints_ranks_and_roundoff(tmp_path: Path, bench):
 
 def test_shared_datasets_name_their_published_methods(shared: Path) -> None:
     """Lytro (MFIFB, 30 methods), VIFB (5) and TNO (2) have published fused images for every pair."""
-    from gifnet.evaluation import _pairs, _peer_dirs
+    from gifnet.evaluation.run import _pairs, _peer_dirs
 
     if not (shared / "data" / "peers").is_dir():
         missing_shared("peers data not available")
@@ -346,7 +346,7 @@ def test_compare_eval_script_reads_csv_and_markdown(tmp_path):
 
 
 def test_any_per_image_error_is_recorded_and_the_evaluation_goes_on(bench, monkeypatch):
-    import gifnet.evaluation as ev
+    import gifnet.evaluation.run as ev
     import gifnet.metrics as metrics_mod
 
     real_fuse, real_compute = ev._fuse_one, metrics_mod.compute_checked
@@ -380,7 +380,7 @@ def test_quick_suite_names_existing_images(shared):
     specs = load_suite("quick", shared / "data" / "benchmarks")
     assert len(specs) == 7 and all(len(s.images) == 4 for s in specs)
     for s in specs:  # every named image exists (the selection itself raises on a missing stem)
-        from gifnet.evaluation import _pairs
+        from gifnet.evaluation.run import _pairs
 
         assert [stem for stem, _, _ in _pairs(s, None, None)] == list(s.images)
 
@@ -410,7 +410,7 @@ def test_metric_workers_give_the_same_result(bench):
 def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog):
     """A second evaluation of the same checkpoint reads its fused files from the cache; any change of checkpoint,
     setting or source fuses again; an unwritable cache is reported and the evaluation goes on."""
-    import gifnet.evaluation as ev
+    import gifnet.evaluation.run as ev
 
     kw = dict(progress=False, data_root=bench["root"], datasets_dir=bench["dsets"], cache_dir=tmp_path / "cache")
     first = evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "1", **kw)

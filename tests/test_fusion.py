@@ -12,8 +12,8 @@ import tifffile
 import torch
 from PIL import Image
 
-from gifnet.data.io import PairingError, is_gray, read_image
-from gifnet.fusion import TASKS, Fuser, get_task, load_any_checkpoint
+from gifnet.inference.fusion import TASKS, Fuser, get_task, load_any_checkpoint
+from gifnet.io import PairingError, is_gray, read_image
 from gifnet.models import GIFNet, save_checkpoint
 from gifnet.models.checkpoint import CheckpointError
 from gifnet.paths import PROJECT_ROOT
@@ -279,7 +279,7 @@ def test_colliding_output_names_are_refused_before_any_work(tiny_model, tmp_path
 
 
 def test_any_per_pair_error_is_recorded_and_the_folder_goes_on(tiny_model, tmp_path, monkeypatch):
-    import gifnet.fusion as fusion_mod
+    import gifnet.inference.fusion as fusion_mod
 
     for name in ("p.png", "q.png"):
         _save(tmp_path / "A" / name, _gray(12, 12, 1))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gifnet.data.io import read_image
-from gifnet.fusion import Fuser, as_fusable
+from gifnet.inference.fusion import Fuser, as_fusable
+from gifnet.io import read_image
 from gifnet.models import GIFNet
 
 
@@ -156,7 +156,7 @@ def test_one_pair_into_a_named_output_file(fuser, pair_folders):
 
 
 def test_a_stack_output_never_lands_in_the_stack_folder(pair_folders):
-    from gifnet.fusion import fuse_from_config, load_fuse_config
+    from gifnet.inference.fusion import fuse_from_config, load_fuse_config
 
     stack = pair_folders / "A"
     for out in (stack, stack / "fused.png"):

@@ -1,4 +1,4 @@
-"""Tests for :mod:`gifnet.remote` (MATLAB-style band post-processing and multi-band TIFF I/O)."""
+"""Tests for :mod:`gifnet.inference.remote` (MATLAB-style band post-processing and multi-band TIFF I/O)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import missing_shared
 
-from gifnet.remote import (
+from gifnet.inference.remote import (
     _round_half_away,
     fspecial_gaussian,
     fuse_bands_postprocess,

@@ -44,7 +44,7 @@ def _crafted(tmp_path: Path, name: str = "Final.model") -> tuple[Path, Path]:
 def _entry_points():
     from gifnet import fuse
     from gifnet.evaluation import evaluate
-    from gifnet.fusion import Fuser, load_any_checkpoint
+    from gifnet.inference.fusion import Fuser, load_any_checkpoint
     from gifnet.models import load_checkpoint
     from gifnet.models.convert import import_official, load_official, read_any_checkpoint
 

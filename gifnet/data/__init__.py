@@ -1,17 +1,6 @@
 """Training data: image I/O, MFIF/MEIF synthesis, joint-sample datasets, loaders and previews."""
 
-from .datasets import (
-    MEMBERS,
-    JointFusionDataset,
-    Scene,
-    build_dataloader,
-    build_dataset,
-    demo_dataset,
-    official_dataset,
-    pairs_dataset,
-    set_epoch,
-)
-from .io import (
+from ..io import (
     DataError,
     EmptyFolderError,
     ImageReadError,
@@ -23,6 +12,17 @@ from .io import (
     read_image,
     to_luma,
     write_image_atomic,
+)
+from .datasets import (
+    MEMBERS,
+    JointFusionDataset,
+    Scene,
+    build_dataloader,
+    build_dataset,
+    demo_dataset,
+    official_dataset,
+    pairs_dataset,
+    set_epoch,
 )
 from .preview import make_preview_grid
 from .synthesis import ExposureConfig, FocusConfig, synthesize_exposure_pair, synthesize_focus_pair

@@ -41,8 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
-from ..paths import resolve_path
-from .io import (
+from ..io import (
     DataError,
     EmptyFolderError,
     PairingError,
@@ -55,6 +54,7 @@ from .io import (
     to_float01,
     to_luma,
 )
+from ..paths import resolve_path
 from .synthesis import (
     ExposureConfig,
     FocusConfig,

@@ -15,7 +15,7 @@ import zlib
 import cv2
 import numpy as np
 
-from .io import to_float01, to_luma
+from ..io import to_float01, to_luma
 
 __all__ = ["DEMO_IMAGE_NAMES", "load_demo_image", "simulate_infrared", "demo_scenes"]
 
@@ -111,14 +111,3 @@ def demo_scenes(names: tuple[str, ...] | list[str] | None = None) -> list[tuple[
         raise RuntimeError("demo: no skimage.data image could be loaded; is scikit-image installed?")
     return out
 
-
-def demo_fusion_pair() -> tuple[np.ndarray, np.ndarray]:
-    """The pair of ``gifnet demo``: (infrared, visible) float32 in [0, 1]. Visible = skimage's 'camera'; infrared =
-    SIMULATED (inverted, smoothed luma plus two warm blobs)."""
-    from scipy.ndimage import gaussian_filter
-
-    vis = load_demo_image("camera").astype(np.float32) / 255
-    yy, xx = np.mgrid[: vis.shape[0], : vis.shape[1]] / vis.shape[0]
-    blobs = np.exp(-((yy - 0.35) ** 2 + (xx - 0.45) ** 2) / 0.01) + np.exp(-((yy - 0.7) ** 2 + (xx - 0.8) ** 2) / 0.004)
-    ir = np.clip(0.6 * gaussian_filter(1 - vis, 3) + 0.5 * blobs, 0, 1).astype(np.float32)
-    return ir, vis

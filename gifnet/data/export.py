@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..io import write_image_atomic
 from .datasets import OFFICIAL_FOLDERS, JointFusionDataset
-from .io import write_image_atomic
 
 __all__ = ["export_official_layout"]
 

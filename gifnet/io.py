@@ -122,7 +122,7 @@ def check_pixel_count(path: str | os.PathLike, w: int | None, h: int | None) -> 
         size = "" if w is None or h is None else f"{w}x{h} = {w * h:,} pixels, "
         raise ImageReadError(
             f"{path}: image too large ({size}limit {_MAX_PIXELS:,} pixels); raise the limit with "
-            "GIFNET_MAX_IMAGE_PIXELS=N or gifnet.data.io.set_max_image_pixels(N) if the file is trusted"
+            "GIFNET_MAX_IMAGE_PIXELS=N or gifnet.io.set_max_image_pixels(N) if the file is trusted"
         )
 
 

@@ -235,14 +235,14 @@ def fuse_bands_postprocess(
 def _tiff_to_hwk(path: Path) -> np.ndarray:
     import tifffile
 
-    from gifnet.data.io import check_pixel_count
+    from gifnet.io import check_pixel_count
 
     with tifffile.TiffFile(path) as tif:
         all_series = tif.series
         series = all_series[0]
         dims = dict(zip(series.axes, series.shape))
         if "X" in dims and "Y" in dims:
-            check_pixel_count(path, dims["X"], dims["Y"])  # before decoding (gifnet.data.io pixel limit)
+            check_pixel_count(path, dims["X"], dims["Y"])  # before decoding (gifnet.io pixel limit)
         same_2d = all(s.ndim == 2 and s.shape == series.shape and s.dtype == series.dtype for s in all_series)
         if len(all_series) > 1 and same_2d:  # one band per page, written as separate series
             return np.stack([s.asarray() for s in all_series], axis=-1)
@@ -274,7 +274,7 @@ def read_multiband(path: str | os.PathLike, expected_bands: int | None = None) -
     else:
         from PIL import Image
 
-        from gifnet.data.io import check_pixel_count
+        from gifnet.io import check_pixel_count
 
         with Image.open(p) as im:
             check_pixel_count(p, *im.size)

@@ -60,7 +60,7 @@ def score_file(convention: str, a_path: str, b_path: str, f_path: str, metrics: 
         read = time.perf_counter() - t0
         vals = compute_checked(convention, a, b, f, list(metrics), timings=timings)
     except Exception as e:  # noqa: BLE001 - one bad file is one failure; the evaluation goes on
-        from gifnet.data.io import describe_error
+        from gifnet.io import describe_error
 
         return {"error": f"{Path(f_path).name}: {describe_error(e)}"}
     return {"values": [(k, v.value, bool(v.roundoff)) for k, v in vals.items()], "timings": timings, "read": read}
@@ -144,9 +144,9 @@ def default_cache_dir() -> Path:
 def fusion_code_digest() -> str:
     """SHA-256 of the source of every module that decides a fused output (model, fusion, colour, remote sensing,
     image I/O): editing any of them changes every cache key, so a cached output is never one of older code."""
-    root = Path(__file__).resolve().parent
-    files = sorted([root / "fusion.py", root / "color.py", root / "remote.py", root / "data" / "io.py",
-                    *(root / "models").glob("*.py")])  # fmt: skip
+    root = Path(__file__).resolve().parent.parent  # the gifnet package
+    files = sorted([*(root / "inference" / f for f in ("fusion.py", "color.py", "remote.py")), root / "io.py",
+                    root / "devices.py", *(root / "models").glob("*.py")])  # fmt: skip
     h = hashlib.sha256()
     for p in files:
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")

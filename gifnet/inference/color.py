@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 
-from gifnet.data.io import is_gray
+from gifnet.io import is_gray
 
 Mode = Literal["standard", "official"]
 OfficialGrayCast = Literal["truncate", "round_half_even"]

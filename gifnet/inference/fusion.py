@@ -1,11 +1,11 @@
 """Fusion of image pairs, stacks and remote-sensing bands with one GIFNet checkpoint (library API).
 
->>> from gifnet.fusion import Fuser
+>>> from gifnet.inference.fusion import Fuser
 >>> fuser = Fuser.from_checkpoint("checkpoints/gifnet_official.pt", task="ivif")
 >>> rgb_or_gray = fuser.fuse_arrays(ir_array, vis_array)         # numpy in, numpy out
 >>> summary = fuser.fuse_folders("ir_dir", "vis_dir", "out_dir")   # pairs matched by file name
 
-The network fuses one luma channel; colour is handled around it by :mod:`gifnet.color` (``standard``: BT.601
+The network fuses one luma channel; colour is handled around it by :mod:`gifnet.inference.color` (``standard``: BT.601
 YCbCr with the 128 offset, saturation-weighted chroma; ``official``: the released script's rules). Task presets
 (:data:`TASKS`) fix the slot order (e.g. MEIF puts the over-exposed image in slot a) and, for the official
 colour mode, which slots the released script read as RGB.
@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gifnet import color
-from gifnet.data.io import (
+from gifnet.devices import check_precision, resolve_device
+from gifnet.inference import color
+from gifnet.io import (
     IMAGE_EXTENSIONS,
     DataError,
     SizeMismatchError,
@@ -35,7 +36,6 @@ from gifnet.data.io import (
     read_image,
     write_image_atomic,
 )
-from gifnet.devices import check_precision, resolve_device
 from gifnet.models import GIFNet
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def as_fusable(img, name: str = "image") -> np.ndarray:
     """Validate one image array for fusion and bring it to ``H×W`` (gray) or ``H×W×3`` (RGB), uint8/uint16.
 
     Accepted: ``H×W``, ``H×W×1``, ``H×W×2`` (gray + alpha), ``H×W×3`` (RGB), ``H×W×4`` (RGBA) in uint8 or uint16, as
-    :func:`gifnet.data.io.read_image` returns them. An alpha channel is dropped (the fused image is opaque).
+    :func:`gifnet.io.read_image` returns them. An alpha channel is dropped (the fused image is opaque).
     Anything else gets a ``TypeError``/``ValueError`` naming ``name``: float arrays (no range can be assumed),
     other integer types, other ranks or channel counts.
     """
@@ -228,7 +228,7 @@ class Fuser:
 
         Returns H×W×K with the dtype of ``ms``. Bands go into slot a, PAN into slot b.
         """
-        from gifnet.remote import postprocess_band
+        from gifnet.inference.remote import postprocess_band
 
         if ms.ndim == 2:
             ms = ms[..., None]
@@ -281,7 +281,7 @@ class Fuser:
                                            disable=not progress or len(jobs) < 2):  # fmt: skip
             try:
                 if self.task.kind == "remote":
-                    from gifnet.remote import read_remote_inputs, write_multiband_tiff_atomic
+                    from gifnet.inference.remote import read_remote_inputs, write_multiband_tiff_atomic
 
                     ms, pan = read_remote_inputs(pa, pb)
                     write_multiband_tiff_atomic(target, self.fuse_remote(ms, pan))
@@ -438,29 +438,3 @@ def fuse_from_config(cfg) -> FuseSummary:
         cfg.input.a, cfg.input.b, cfg.out, skip_unpaired=cfg.skip_unpaired, ext=ext, progress=cfg.progress
     )
 
-
-def fuse_demo(checkpoint: str | Path | None, out: str | Path, released: str | Path | None = None) -> str:
-    """``gifnet demo``: fuse the generated demo pair (:func:`gifnet.data.demo.demo_fusion_pair`, simulated
-    infrared) with ``checkpoint``, else the released weights (``released``, default ``paths.official``) when present,
-    else a randomly
-    initialised model (the output then means nothing: the run only shows that the pipeline works). Writes
-    ``ir_simulated.png``, ``visible.png`` and ``fused.png`` into ``out``; returns what was done."""
-    from gifnet.data.demo import demo_fusion_pair
-    from gifnet.paths import default_paths, resolve_path
-
-    out = Path(out)
-    released = resolve_path(released or default_paths()["official"])
-    if checkpoint is not None:
-        model, _ = load_any_checkpoint(checkpoint)  # ours or the official format, read safely
-        source = str(checkpoint)
-    elif released.is_file():
-        model, _ = load_any_checkpoint(released)
-        source = f"the released checkpoint ({released})"
-    else:
-        torch.manual_seed(0)
-        model, source = GIFNet().eval(), "random initialisation (no checkpoint available)"
-    ir, vis = demo_fusion_pair()
-    y = model.fuse(torch.from_numpy(ir)[None, None], torch.from_numpy(vis)[None, None])[0, 0].numpy()
-    for name, img in (("ir_simulated", ir), ("visible", vis), ("fused", y)):
-        write_image_atomic(out / f"{name}.png", np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
-    return f"fused a {ir.shape[1]}x{ir.shape[0]} demo pair with {source}; wrote {out}/fused.png"
