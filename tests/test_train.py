@@ -358,3 +358,15 @@ def test_losses_are_logged_to_csv_and_console(tmp_path, caplog):
     assert "2 iterations (from 0); losses every 1 iterations" in start[0]
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["finished"] and status["iteration"] == 2 and status["seconds_per_iter"] > 0
+
+
+def test_the_trainer_builds_its_loader_with_the_one_builder(tmp_path):
+    """gifnet.data.build_dataloader is the project's one loader builder: the trainer's resumable batches go
+    through it (worker seeding included)."""
+    from gifnet.data.datasets import seed_worker
+    from gifnet.engine.sampler import BatchListSampler
+
+    t = Trainer(compose_train(["model=tiny", "train.max_steps=1", *FAST]), tmp_path)
+    assert isinstance(t.loader.batch_sampler, BatchListSampler) and t.loader.worker_init_fn.func is seed_worker
+    batches = [b["vis"].shape for b in t.loader]
+    assert batches == [(2, 1, 24, 24)] * t.iters_per_epoch

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from ..io import (
     DataError,
@@ -678,8 +678,10 @@ def build_dataloader(
     world_size: int | None = None,
     pin_memory: bool | None = None,
     persistent_workers: bool | None = None,
+    batch_sampler: Sampler | None = None,
 ) -> DataLoader:
-    """DataLoader over a dataset (or a data config with ``_target_``, instantiated with Hydra).
+    """DataLoader over a dataset (or a data config with ``_target_``, instantiated with Hydra): the one loader
+    builder of the project (the trainer's too).
 
     Unset options come from the config's ``loader`` block (stored on the dataset by
     :func:`build_dataset`), then from defaults (batch 8, 0 workers, shuffle, no drop_last).
@@ -690,6 +692,9 @@ def build_dataloader(
         distributed: use a :class:`~torch.utils.data.DistributedSampler`; ``rank``/``world_size``
             default to the initialised ``torch.distributed`` process group. Each rank gets a disjoint
             share of the indices; call :func:`set_epoch` every epoch.
+        batch_sampler: yields lists of indices (the trainer's resumable, rank-aware order,
+            :class:`gifnet.engine.sampler.BatchListSampler`); it then decides batching, order and sharding, and
+            ``batch_size``/``shuffle``/``drop_last``/``distributed`` are not used.
     """
     if isinstance(cfg, Dataset):
         dataset = cfg
@@ -716,6 +721,10 @@ def build_dataloader(
             "them and online synthesis repeats the same samples every epoch",
             stacklevel=2,
         )
+    worker_init = functools.partial(seed_worker, base_seed=seed, rank=int(rank or 0))
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=nw, pin_memory=bool(o["pin_memory"]),
+                          persistent_workers=bool(o["persistent_workers"]) and nw > 0, worker_init_fn=worker_init)
     if distributed:
         if rank is None or world_size is None:
             import torch.distributed as dist

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from gifnet.data.datasets import build_dataloader
 from gifnet.devices import TRAINING_PRECISIONS, check_precision, resolve_device
 from gifnet.losses import build_ivif_weighting
 from gifnet.models import GIFNet
@@ -161,9 +162,9 @@ class Trainer:
             rank=self.dist.rank, world_size=self.dist.world_size, drop_last=bool(loader_opts.get("drop_last", False)),
         )  # fmt: skip
         nw = int(tc.num_workers if tc.get("num_workers") is not None else loader_opts.get("num_workers", 0))
-        self.loader = DataLoader(
-            self.dataset, batch_sampler=BatchListSampler(self.sampler), num_workers=nw,
-            pin_memory=self.device.type == "cuda",
+        self.loader = build_dataloader(
+            self.dataset, batch_sampler=BatchListSampler(self.sampler), num_workers=nw, seed=int(cfg.seed),
+            rank=self.dist.rank, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
         self.iters_per_epoch = self.sampler.batches_per_epoch()
         self.total_iters = int(tc.epochs) * self.iters_per_epoch
@@ -205,7 +206,7 @@ class Trainer:
         ds = instantiate(self.cfg.val, _convert_="partial")
         if hasattr(ds, "online"):
             ds.online = False
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=False)
+        return build_dataloader(ds, batch_size=self.batch_size, shuffle=False, drop_last=False, num_workers=0)
 
     def _init_weights(self, path: str | Path) -> None:
         """``init=PATH``: start from the weights of any checkpoint (ours or the official ``Final.model``).
