@@ -10,8 +10,9 @@ Options: configs/benchmark/benchmark.yaml (``gifnet benchmark --help``).
 Every configuration runs in a fresh subprocess so that its peak resident memory (``ru_maxrss``, which includes
 the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
 
-* ``optimised``: :meth:`GIFNet.fuse` — the band-wise engine (:mod:`gifnet.models.banded`), fp32 or bf16.
-* ``full-frame``: ``GIFNet.fuse(engine="full")`` — the whole image through the stage modules at once
+* ``optimised``: :func:`~gifnet.inference.engine.fuse_tensors` — the band-wise engine (:mod:`gifnet.inference.banded`),
+  fp32 or bf16.
+* ``full-frame``: ``fuse_tensors(model, a, b, engine="full")`` — the whole image through the stage modules at once
   (``inference_mode``, channels-last, only what the output needs; bf16 through autocast).
 * ``straightforward``: what a plain port does — autograd left on, both CFGM streams run to the end (the
   discarded one included) and the R-Dec computed, as the released test script's model call does.
@@ -36,6 +37,8 @@ import subprocess
 import sys
 import time
 from types import SimpleNamespace
+
+from gifnet.inference.engine import fuse_tensors
 
 FLOP_PER_PIXEL = 103.1e9 / (256 * 256)
 
@@ -64,9 +67,9 @@ def run_fuse_case(
 
     def once():
         if path == "optimised":
-            return model.fuse(a, b, precision=precision)
+            return fuse_tensors(model, a, b, precision=precision)
         if path == "full-frame":
-            return model.fuse(a, b, precision=precision, engine="full")
+            return fuse_tensors(model, a, b, precision=precision, engine="full")
         f = model.encode(a, b)
         out = model.decode(f, model.cfgm(f, f, "dp"))
         model.cfgm(f, f, "mm")  # the other stream to its end (discarded by the released code too)

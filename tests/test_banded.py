@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import random_pair
 
+from gifnet.inference.banded import PARTS, banded_fuse
+from gifnet.inference.engine import fuse_tensors
 from gifnet.models import GIFNet
-from gifnet.models.banded import PARTS, banded_fuse
 
 CONFIGS = [
     {},
@@ -56,10 +57,10 @@ def test_banded_batch_and_fuse_entry_point():
     a, b = _pair(19, 26, batch=3)
     with torch.no_grad():
         ref = m(a, b)
-    assert (m.fuse(a, b) - ref).abs().max() <= 1e-5
-    assert (m.fuse(a, b, engine="full") - ref).abs().max() <= 1e-5
+    assert (fuse_tensors(m, a, b) - ref).abs().max() <= 1e-5
+    assert (fuse_tensors(m, a, b, engine="full") - ref).abs().max() <= 1e-5
     # each sample is independent of the others (per-sample RLN statistics)
-    assert (m.fuse(a[1:2], b[1:2]) - ref[1:2]).abs().max() <= 1e-5
+    assert (fuse_tensors(m, a[1:2], b[1:2]) - ref[1:2]).abs().max() <= 1e-5
 
 
 def test_banded_bf16_is_close_and_fp32_parts_restore_fp32():
@@ -88,7 +89,7 @@ def test_bf16_rearrangement_is_exact(kw):
 def test_bf16_centring_halves_the_deviation(monkeypatch):
     """bf16 products see ``x - channel mean`` (feature channels sit far from zero: 2-3 standard deviations in the
     released model); with the centring disabled the same model deviates about twice as much from fp32."""
-    from gifnet.models import banded
+    from gifnet.inference import banded
 
     m = _perturbed()
     a, b = _pair(48, 64)
@@ -104,7 +105,7 @@ def test_full_resolution_buffers_are_pooled_per_size(monkeypatch):
     memory (outputs unaffected by their stale contents), replaced when the size changes, released on request;
     without that setting every call releases them."""
     from gifnet import runtime
-    from gifnet.models import banded
+    from gifnet.inference import banded
 
     m = _perturbed()
     a, b = _pair(21, 30)
@@ -128,9 +129,9 @@ def test_bad_arguments():
     m = GIFNet().eval()
     a, b = _pair(8, 8)
     with pytest.raises(ValueError, match="precision"):
-        m.fuse(a, b, precision="fp16")
+        fuse_tensors(m, a, b, precision="fp16")
     with pytest.raises(ValueError, match="engine"):
-        m.fuse(a, b, engine="tiles")
+        fuse_tensors(m, a, b, engine="tiles")
     with pytest.raises(ValueError, match="step"):
         banded_fuse(m, a, b, step="ivif")
     with pytest.raises(ValueError, match="at least"):
@@ -150,9 +151,9 @@ def test_bf16_deviation_on_parity_fixtures(shared, case):
     d = np.load(shared / "official" / "parity" / f"{case}.npz")
     a = torch.from_numpy(d["a"].astype(np.float32) / 255)[None, None]
     b = torch.from_numpy(d["b"].astype(np.float32) / 255)[None, None]
-    y32 = m.fuse(a, b)[0, 0].numpy()
+    y32 = fuse_tensors(m, a, b)[0, 0].numpy()
     assert np.abs(y32 - d["fused"]).max() <= 1e-5
-    dev = np.abs(m.fuse(a, b, precision="bf16")[0, 0].numpy() - y32) * 255
+    dev = np.abs(fuse_tensors(m, a, b, precision="bf16")[0, 0].numpy() - y32) * 255
     # the documented worst case (docs/inference.md: max 0.55, mean 0.051 grey levels) plus 10 % for other CPUs'
     # accumulation order
     assert dev.max() <= 0.61 and dev.mean() <= 0.057, (dev.max(), dev.mean())

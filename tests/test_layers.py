@@ -16,6 +16,13 @@ def test_inference_side_does_not_import_training_code(module):
     assert r.stdout.strip() == "[]", r.stdout
 
 
+def test_the_model_module_imports_no_inference_engine_or_process_settings():
+    code = ("import sys, gifnet.models.gifnet; "
+            "print(sorted(m for m in sys.modules if m.startswith(('gifnet.inference', 'gifnet.runtime'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]", r.stdout
+
+
 def test_metric_workers_import_neither_torch_nor_the_model():
     code = "import sys, gifnet.evaluation.jobs; print('torch' in sys.modules, 'gifnet.models' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from gifnet.inference.engine import fuse_tensors
 from gifnet.models.convert import OFFICIAL_SHA256, load_official, sha256_of
 
 CASES = ["ivif", "mfif", "meif", "medical", "nirvis", "remote_band1"]
@@ -40,8 +41,8 @@ def test_parity_with_official_outputs(shared, official_model, case):
         fused = m.decode(f, m.cfgm(f, f, "dp"))[0, 0].numpy()
         fused_tag1 = m.decode(f, m.cfgm(f, f, "mm"))[0, 0].numpy()
         rec = m.reconstruct(f)[0, 0].numpy()
-        plain = m.fuse(a, b)[0, 0].numpy()  # the band-wise engine
-        full = copy.deepcopy(m).fuse(a, b, engine="full")[0, 0].numpy()  # whole image, channels-last
+        plain = fuse_tensors(m, a, b)[0, 0].numpy()  # the band-wise engine
+        full = fuse_tensors(copy.deepcopy(m), a, b, engine="full")[0, 0].numpy()  # whole image, channels-last
     assert not m.is_channels_last()
     assert fused.shape == d["fused"].shape
     assert np.abs(fused - d["fused"]).max() <= TOL

@@ -145,8 +145,9 @@ def fusion_code_digest() -> str:
     """SHA-256 of the source of every module that decides a fused output (model, fusion, colour, remote sensing,
     image I/O): editing any of them changes every cache key, so a cached output is never one of older code."""
     root = Path(__file__).resolve().parent.parent  # the gifnet package
-    files = sorted([*(root / "inference" / f for f in ("fusion.py", "color.py", "remote.py")), root / "io.py",
-                    root / "devices.py", *(root / "models").glob("*.py")])  # fmt: skip
+    inference = ("fusion.py", "color.py", "remote.py", "engine.py", "banded.py")
+    files = sorted([*(root / "inference" / f for f in inference), root / "io.py", root / "devices.py",
+                    *(root / "models").glob("*.py")])  # fmt: skip
     h = hashlib.sha256()
     for p in files:
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gifnet.inference.engine import fuse_tensors
 from gifnet.inference.fusion import load_any_checkpoint
 from gifnet.io import write_image_atomic
 from gifnet.models import GIFNet
@@ -45,7 +46,7 @@ def fuse_demo(checkpoint: str | Path | None, out: str | Path, released: str | Pa
         torch.manual_seed(0)
         model, source = GIFNet().eval(), "random initialisation (no checkpoint available)"
     ir, vis = demo_fusion_pair()
-    y = model.fuse(torch.from_numpy(ir)[None, None], torch.from_numpy(vis)[None, None])[0, 0].numpy()
+    y = fuse_tensors(model, torch.from_numpy(ir)[None, None], torch.from_numpy(vis)[None, None])[0, 0].numpy()
     for name, img in (("ir_simulated", ir), ("visible", vis), ("fused", y)):
         write_image_atomic(out / f"{name}.png", np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
     return f"fused a {ir.shape[1]}x{ir.shape[0]} demo pair with {source}; wrote {out}/fused.png"

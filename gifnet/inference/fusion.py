@@ -25,6 +25,7 @@ import torch
 
 from gifnet.devices import check_precision, resolve_device
 from gifnet.inference import color
+from gifnet.inference.engine import fuse_tensors
 from gifnet.io import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -118,7 +119,7 @@ def as_fusable(img, name: str = "image") -> np.ndarray:
         hint = ""
         if np.issubdtype(img.dtype, np.floating):
             hint = (" (float images: scale to integers first, e.g. (img * 65535).round().astype(np.uint16) for "
-                    "values in [0, 1], or call GIFNet.fuse on [0, 1] tensors)")
+                    "values in [0, 1], or call fuse_tensors on [0, 1] tensors)")
         raise TypeError(f"{name}: unsupported dtype {img.dtype}; images are uint8 or uint16{hint}")
     if img.ndim == 3 and img.shape[2] in (2, 4):
         img = img[:, :, : img.shape[2] - 1]  # drop alpha
@@ -167,7 +168,7 @@ class Fuser:
     def fuse_luma(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Network fusion of two float luma planes in [0, 1] (already in slot order) → float32 plane."""
         ta, tb = _luma_tensor(a, self.device), _luma_tensor(b, self.device)
-        return self.model.fuse(ta, tb, precision=self.precision)[0, 0].float().cpu().numpy()
+        return fuse_tensors(self.model, ta, tb, precision=self.precision)[0, 0].float().cpu().numpy()
 
     def _slots(self, img_a: np.ndarray, img_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (img_b, img_a) if self.task.swap else (img_a, img_b)

@@ -8,8 +8,9 @@ Stages are exposed for training with the released stop-gradient semantics::
     y = model.decode(f, g)              # G-Dec → fused luma in (0, 1)
     r = model.reconstruct(f)            # R-Dec → (-1, 1), training only
 
-and :meth:`GIFNet.fuse` is the inference path (``F = S-Enc(a, b)``, ``y = G-Dec(F, CFGM(F, F, step))`` with
-``step = inference_stream``, ``"dp"`` for the released checkpoint).
+and :meth:`GIFNet.forward` is the fused output (``F = S-Enc(a, b)``, ``y = G-Dec(F, CFGM(F, F, step))`` with
+``step = inference_stream``, ``"dp"`` for the released checkpoint). The inference engines (the band-wise one and the
+full-frame one, under ``inference_mode``) live on the inference side: :func:`gifnet.inference.engine.fuse_tensors`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..devices import check_precision
-from .banded import banded_fuse
 from .cfgm import CFGM, STREAMS, reset_cfgm_parameters
 
 MIN_SIDE = 5
@@ -134,7 +133,8 @@ class ReconstructionDecoder(nn.Module):
         return torch.tanh(self.convs(f))
 
 
-#: Round-off allowed around [0, 1] by :meth:`GIFNet.fuse` (e.g. 1.0000001 from a float conversion).
+#: Round-off allowed around [0, 1] by the inference (:func:`gifnet.inference.engine.fuse_tensors`), e.g. 1.0000001
+#: from a float conversion.
 RANGE_TOLERANCE = 1e-4
 
 
@@ -142,7 +142,7 @@ def check_unit_range(x: torch.Tensor, name: str) -> None:
     """Fusion inputs are floating-point luma in [0, 1]: refuse other dtypes, NaN/Inf and values outside the range
     (they would give NaN or saturated images, not an error)."""
     if not torch.is_floating_point(x):
-        raise TypeError(f"{name}: GIFNet.fuse takes floating-point luma in [0, 1], got dtype {x.dtype} (divide "
+        raise TypeError(f"{name}: GIFNet inference takes floating-point luma in [0, 1], got dtype {x.dtype} (divide "
                         "uint8 by 255, uint16 by 65535)")
     lo, hi = torch.aminmax(x.detach())
     lo, hi = float(lo), float(hi)
@@ -220,31 +220,6 @@ class GIFNet(nn.Module):
         """Fused luma ``B×1×H×W`` in (0, 1); both streams are fed the same S-Enc features."""
         f = self.encode(a, b)
         return self.decode(f, self.cfgm(f, f, step or self.config.inference_stream))
-
-    @torch.inference_mode()
-    def fuse(
-        self, a: torch.Tensor, b: torch.Tensor, step: str | None = None, precision: str = "fp32",
-        engine: str = "banded",
-    ) -> torch.Tensor:  # fmt: skip
-        """Inference-mode fusion; the same values as :meth:`forward` (fp32), without autograd state.
-
-        ``engine="banded"`` (default) runs :func:`~gifnet.models.banded.banded_fuse`: band by band, bounded
-        memory, cache-sized kernels. ``engine="full"`` runs the whole image through the stage modules at once
-        (channels-last; bf16 through autocast), as training does. ``precision``: ``fp32`` or ``bf16``.
-        """
-        check_precision(precision)
-        self._check_inputs(a, b)
-        for name, x in (("a", a), ("b", b)):
-            check_unit_range(x, name)
-        if engine == "banded":
-            band = 1 << 15 if a.device.type == "cpu" else 1 << 22
-            return banded_fuse(self, a, b, step, precision=precision, band_pixels=band)
-        if engine != "full":
-            raise ValueError(f"engine must be 'banded' or 'full', got {engine!r}")
-        if not self.is_channels_last():
-            self.to_channels_last()
-        with torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            return self.forward(a, b, step).float().contiguous()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import check_precision
+from ..models.cfgm import CFGM, CFGMBlock, other_stream
 from ..runtime import keeps_freed_memory
-from .cfgm import CFGM, CFGMBlock, other_stream
 
 
 def _reflect(idx: torch.Tensor, n: int) -> torch.Tensor:
