@@ -29,6 +29,8 @@ class Command:
     summary: str                      # one line for `gifnet --help`
     usage: str                        # examples for `gifnet <command> --help`
     run_folder: bool = False          # Hydra run folder (.hydra/, log file) as configured in the primary config
+    one_line_errors: bool = True      # any exception of the job is one log line and exit code 1 (False: the job
+                                      # reports its own expected errors; anything else reaches Hydra's report)
 
 
 # --------------------------------------------------------------------------------------------------- jobs
@@ -179,7 +181,7 @@ COMMANDS: dict[str, Command] = {
                      "gifnet train task=joint\n  gifnet train experiment=cpu_joint seed=1\n"
                      "  gifnet train resume=runs/<run>/checkpoints/last.pt\n"
                      "  gifnet train -m model=gating_off,gating_fixed",
-                     run_folder=True),
+                     run_folder=True, one_line_errors=False),
     "fuse": Command("fuse", _fuse, "fuse image pairs (folders, a file pair or an exposure stack)",
                     "gifnet fuse checkpoint='${paths.official}' task=ivif input.a=IR_DIR input.b=VIS_DIR out=DIR\n"
                     "  gifnet fuse checkpoint=CKPT task=meif input.stack=STACK_DIR out=fused.png"),
@@ -290,8 +292,8 @@ def run_command(name: str, argv: Sequence[str]) -> int:
         try:
             codes.append(cmd.job(cfg))
         except Exception as e:  # noqa: BLE001 - the message is the user-facing error
-            if name == "train":
-                raise  # the trainer's own errors are handled in the job; anything else is a bug: Hydra reports it
+            if not cmd.one_line_errors:
+                raise
             logging.getLogger(f"gifnet.{name}").error("%s", e)
             codes.append(1)
 

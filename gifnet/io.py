@@ -17,9 +17,10 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # before cv2 is imported: OpenCV reads its limit once (the default below, DEFAULT_MAX_IMAGE_PIXELS)
@@ -201,8 +202,24 @@ def _read_cv2(path: Path, data: bytes) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def _read_pil(path: Path) -> np.ndarray:
+@contextlib.contextmanager
+def _pillow_errors(path: Path, what: str) -> Iterator[None]:
+    """Pillow's exceptions while opening ``path`` as one :class:`ImageReadError` naming the file (``what``: what
+    could not be read, e.g. ``image`` or ``image header``)."""
     try:
+        yield
+    except ImageReadError:
+        raise
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{path}: file does not exist") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path}: image too large for the pixel limit ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path}: corrupt or unsupported {what} ({exc})") from exc
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    with _pillow_errors(path, "image"):
         with Image.open(path) as im:
             im.load()
             mode = im.mode
@@ -229,14 +246,6 @@ def _read_pil(path: Path) -> np.ndarray:
                                      "(save it as a 16-bit PNG or TIFF; remote-sensing band stacks: task=remote)")
             else:
                 raise ImageReadError(f"{path}: unsupported Pillow image mode {mode!r}")
-    except ImageReadError:
-        raise
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"{path}: file does not exist") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{path}: image too large for the pixel limit ({exc})") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{path}: corrupt or unsupported image ({exc})") from exc
     return np.ascontiguousarray(arr)
 
 
@@ -282,15 +291,8 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
         ImageReadError: the header cannot be parsed.
     """
     p = Path(path)
-    try:
-        with Image.open(p) as im:
-            w, h = im.size
-    except FileNotFoundError as exc:
-        raise ImageReadError(f"{p}: file does not exist") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{p}: image too large for the pixel limit ({exc})") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(f"{p}: corrupt or unsupported image header ({exc})") from exc
+    with _pillow_errors(p, "image header"), Image.open(p) as im:
+        w, h = im.size
     return int(h), int(w)
 
 

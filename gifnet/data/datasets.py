@@ -721,10 +721,11 @@ def build_dataloader(
             "them and online synthesis repeats the same samples every epoch",
             stacklevel=2,
         )
-    worker_init = functools.partial(seed_worker, base_seed=seed, rank=int(rank or 0))
+    shared = {"num_workers": nw, "pin_memory": bool(o["pin_memory"]),
+              "persistent_workers": bool(o["persistent_workers"]) and nw > 0}  # fmt: skip
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=nw, pin_memory=bool(o["pin_memory"]),
-                          persistent_workers=bool(o["persistent_workers"]) and nw > 0, worker_init_fn=worker_init)
+        return DataLoader(dataset, batch_sampler=batch_sampler, **shared,
+                          worker_init_fn=functools.partial(seed_worker, base_seed=seed, rank=int(rank or 0)))
     if distributed:
         if rank is None or world_size is None:
             import torch.distributed as dist
@@ -753,11 +754,9 @@ def build_dataloader(
         dataset,
         batch_size=int(o["batch_size"]),
         sampler=sampler,
-        num_workers=nw,
         drop_last=bool(o["drop_last"]),
-        pin_memory=bool(o["pin_memory"]),
-        persistent_workers=bool(o["persistent_workers"]) and nw > 0,
-        worker_init_fn=functools.partial(seed_worker, base_seed=seed, rank=int(rank or 0)),
+        **shared,
+        worker_init_fn=functools.partial(seed_worker, base_seed=seed, rank=int(rank)),  # rank resolved above
     )
 
 

@@ -1,7 +1,5 @@
-"""Edge-preservation metrics: Xydeas-Petrovic Qabf, Q_G, and the artefact measures Nabf / Labf.
-
-Part of the per-channel metric functions of :mod:`gifnet.metrics.core` (2-D float64 arrays, 0-255 scale unless
-stated otherwise; written by hand because no library reproduces the MATLAB reference numbers).
+"""Edge-preservation metrics: Xydeas-Petrovic Qabf, Q_G, and the artefact measures Nabf / Labf. Input conventions:
+:mod:`gifnet.metrics.core`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""Haghighat's fast feature mutual information (FMI) with MATLAB's Sobel edge and DCT features.
-
-Part of the per-channel metric functions of :mod:`gifnet.metrics.core` (2-D float64 arrays, 0-255 scale unless
-stated otherwise; written by hand because no library reproduces the MATLAB reference numbers).
+"""Haghighat's fast feature mutual information (FMI) with MATLAB's Sobel edge and DCT features. Input conventions:
+:mod:`gifnet.metrics.core`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Information-theoretic fusion metrics: entropy, mutual information (VIFB/Tang variants), NMI, Tsallis entropy (TE),
-cross-entropy and Q_NCIE.
-
-Part of the per-channel metric functions of :mod:`gifnet.metrics.core` (2-D float64 arrays, 0-255 scale unless
-stated otherwise; written by hand because no library reproduces the MATLAB reference numbers).
+cross-entropy and Q_NCIE. Input conventions: :mod:`gifnet.metrics.core`.
 """
 
 from __future__ import annotations

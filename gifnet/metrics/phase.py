@@ -1,7 +1,4 @@
-"""Zhao-Laganiere-Liu phase-congruency metric Qp (MEFB ``metricsQp.m``).
-
-Part of the per-channel metric functions of :mod:`gifnet.metrics.core` (2-D float64 arrays, 0-255 scale unless
-stated otherwise; written by hand because no library reproduces the MATLAB reference numbers).
+"""Zhao-Laganiere-Liu phase-congruency metric Qp (MEFB ``metricsQp.m``). Input conventions: :mod:`gifnet.metrics.core`.
 """
 
 from __future__ import annotations

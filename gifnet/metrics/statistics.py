@@ -1,8 +1,5 @@
 """Statistics of the fused image (SD, SF, AG, EI) and reference metrics against the sources (CC, SCD, MSE, PSNR, RMSE in
-each toolbox's convention).
-
-Part of the per-channel metric functions of :mod:`gifnet.metrics.core` (2-D float64 arrays, 0-255 scale unless
-stated otherwise; written by hand because no library reproduces the MATLAB reference numbers).
+each toolbox's convention). Input conventions: :mod:`gifnet.metrics.core`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """The SSIM family: SSIM, MS-SSIM, MEF-SSIM, Yang's Qy, Cvejic's Qc (with their round-off bounds) and Piella's Q_S, Q_W,
-Q_E.
-
-Part of the per-channel metric functions of :mod:`gifnet.metrics.core` (2-D float64 arrays, 0-255 scale unless
-stated otherwise; written by hand because no library reproduces the MATLAB reference numbers).
+Q_E. Input conventions: :mod:`gifnet.metrics.core`.
 """
 
 from __future__ import annotations

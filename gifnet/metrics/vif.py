@@ -1,7 +1,4 @@
-"""The VIF family: pixel-domain VIF (VIFp) and Han's VIFF.
-
-Part of the per-channel metric functions of :mod:`gifnet.metrics.core` (2-D float64 arrays, 0-255 scale unless
-stated otherwise; written by hand because no library reproduces the MATLAB reference numbers).
+"""The VIF family: pixel-domain VIF (VIFp) and Han's VIFF. Input conventions: :mod:`gifnet.metrics.core`.
 """
 
 from __future__ import annotations
