@@ -1,7 +1,8 @@
 """Speed and memory of fusion and training (a benchmark, not a test).
 
     gifnet benchmark mode=fuse [sizes=[256x256,512x512,1024x1280,2160x3840]] [repeat=2]
-    gifnet benchmark mode=train [steps=3] [batch=8] [crop=128] [plain=true]
+    gifnet benchmark mode=train [steps=3] [batch=8] [crop=128] [references=[released,plain]]
+    gifnet benchmark mode=process [process_sizes=[480x640]] [repeat=3]
     gifnet benchmark mode=profile [tasks=[official]] [precisions=[fp32]] [top=10]
     gifnet benchmark mode=metrics [golden_set=vifb] [workers=2]
 
@@ -14,14 +15,23 @@ the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
   fp32 or bf16.
 * ``full-frame``: ``fuse_tensors(model, a, b, engine="full")`` — the whole image through the stage modules at once
   (``inference_mode``, channels-last, only what the output needs; bf16 through autocast).
-* ``straightforward``: what a plain port does — autograd left on, both CFGM streams run to the end (the
-  discarded one included) and the R-Dec computed, as the released test script's model call does.
+* ``straightforward``: the released test script's model call (:func:`gifnet.reference.released_fuse`: under
+  ``no_grad``, both CFGM streams through every block, the released window attention), NCHW.
 
-Training rows time one iteration (every step of the protocol on one batch). ``plain=true`` adds, in the same
-invocation, the in-project reference of a plain port's training step: the same step in the NCHW memory format
-with glibc's default allocator (the two process-level choices a port of the released code does not make), so
-every speed-up is reported against a reference measured beside it. ``profile`` runs the training case under
-``torch.profiler`` and prints the operators with the largest self CPU time, split by input shapes.
+Training rows time one iteration (every step of the protocol on one batch). ``references`` adds in-project
+references timed in the same invocation, so that every speed-up is reported against a figure measured beside it:
+
+* ``released``: the released training step's computation (:mod:`gifnet.reference`: both CFGM streams to
+  the end, ``cat(QK, V)`` windows, explicit attention, RLN statistics by convolution, the literal C×C DenseNet
+  kernel), NCHW, glibc's default allocator, fp32 — what a port of the released train.py runs;
+* ``plain``: gifnet's own step with only the two process-level choices undone (NCHW, glibc's allocator), per
+  precision.
+
+``process`` times whole fusion processes of one gray pair, start-up included, alternating: ``gifnet fuse`` with
+the released checkpoint and the released-style process (:func:`gifnet.reference.fuse_process`), and checks that
+both wrote the same image (up to the released script's truncation). ``profile`` runs the training case under
+``torch.profiler`` and prints the operators with the largest self CPU
+time, split by input shapes.
 
 GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256×256, linear in pixels:
 1.573 MFLOP per pixel; GIFNET.md section 1), for both paths, so they compare useful work per second.
@@ -59,6 +69,7 @@ def run_fuse_case(
     import torch
 
     from gifnet.models import GIFNet
+    from gifnet.reference import released_fuse
 
     torch.manual_seed(0)
     model = GIFNet().to(device).eval()
@@ -70,11 +81,7 @@ def run_fuse_case(
             return fuse_tensors(model, a, b, precision=precision)
         if path == "full-frame":
             return fuse_tensors(model, a, b, precision=precision, engine="full")
-        f = model.encode(a, b)
-        out = model.decode(f, model.cfgm(f, f, "dp"))
-        model.cfgm(f, f, "mm")  # the other stream to its end (discarded by the released code too)
-        model.reconstruct(f)
-        return out
+        return released_fuse(model, a, b)
 
     times = []
     for _ in range(repeat):
@@ -98,13 +105,15 @@ def run_fuse_case(
 
 def run_train_case(
     task: str, steps: int, batch: int, crop: int, precision: str, weighting: str, keep_freed_memory: bool = True,
-    channels_last: bool = True, profile_top: int = 0,
+    channels_last: bool = True, profile_top: int = 0, reference: str | None = None,
 ) -> dict:
     """Time ``steps`` training iterations after one warm-up iteration (fresh trainer, random batches).
 
     With ``profile_top`` > 0 the timed iterations run under :mod:`torch.profiler` and the result carries the
     operators with the largest self CPU time, split by input shapes (``profile``); the profiler's overhead
-    makes ``seconds_per_iter`` of such a case a little slower than an unprofiled one.
+    makes ``seconds_per_iter`` of such a case a little slower than an unprofiled one. ``reference="released"``
+    times :func:`gifnet.reference.released_iteration` on the same trainer's model, batches and optimiser
+    instead of gifnet's iteration (with the literal DenseNet kernel).
     """
     import tempfile
 
@@ -127,9 +136,10 @@ def run_train_case(
             overrides.append(f"loss.densenet_weights={tmp}/densenet121-random.pth")
         cfg = compose("train", overrides)
         t = Trainer(cfg, tmp)
+        iteration = _released_iteration(t) if reference == "released" else t.train_iteration
         it = iter(t.loader)
         batches = [next(it) for _ in range(steps + 1)]
-        first, _ = t.train_iteration(batches[0])  # warm-up
+        first, _ = iteration(batches[0])  # warm-up
         trace = [first]
         last = {}
         prof = None
@@ -140,7 +150,7 @@ def run_train_case(
         with prof or contextlib.nullcontext():
             t0 = time.perf_counter()
             for bt in batches[1:]:
-                last, _ = t.train_iteration(bt)
+                last, _ = iteration(bt)
                 trace.append(last)
             dt = (time.perf_counter() - t0) / steps
     n_steps = len(t.steps)
@@ -155,6 +165,22 @@ def run_train_case(
         "threads": torch.get_num_threads(), "channels_last": channels_last,
         **({"profile": _top_operators(prof, profile_top, steps)} if prof is not None else {}),
     }  # fmt: skip
+
+
+def _released_iteration(trainer):
+    """``batch -> (scalars, None)``: the released step's computation on ``trainer``'s model and optimiser."""
+    from gifnet.reference import check_released_semantics, released_iteration
+
+    check_released_semantics(trainer.model)
+    if hasattr(trainer.weighting, "literal"):
+        trainer.weighting.literal = True  # the released C×C kernel
+
+    def iteration(batch):
+        batch = {k: v.to(trainer.device) for k, v in batch.items()}
+        return released_iteration(trainer.model, trainer.optimizer, trainer.steps, batch, trainer.loss_cfg.msssim,
+                                  trainer.weighting), None
+
+    return iteration
 
 
 def _top_operators(prof, top: int, iterations: int) -> dict:
@@ -185,25 +211,77 @@ def _subprocess(kind: str, payload: dict, timeout: float) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def _compare_losses(results: list[dict]) -> None:
-    """bf16 vs fp32 loss terms of the same iterations (same seed, same batches, same initial weights)."""
-    for r16 in results:
-        r32 = next((r for r in results if r.get("task") == r16.get("task") and r.get("precision") == "fp32"), None)
-        if r16.get("precision") != "bf16" or r32 is None or "loss_trace" not in r16 or "loss_trace" not in r32:
-            continue
-        worst = max(
-            abs(a[k] - b[k]) / max(abs(b[k]), 1e-12)
-            for a, b in zip(r16["loss_trace"], r32["loss_trace"], strict=True)
-            for k in b
-        )
-        print(f"# {r16['task']}: bf16 vs fp32 loss terms over {len(r32['loss_trace'])} iterations (same seed and "
-              f"batches): max relative difference {worst:.2e}")
+def _max_relative_difference(x: dict, y: dict) -> float:
+    """Largest relative difference between two cases' loss terms over the same iterations."""
+    return max(
+        abs(a[k] - b[k]) / max(abs(b[k]), 1e-12)
+        for a, b in zip(x["loss_trace"], y["loss_trace"], strict=True)
+        for k in b
+    )
+
+
+def _compare_losses(rows: dict[tuple[str, str], dict], task: str) -> None:
+    """Loss terms of the same iterations (same seed, batches and initial weights): bf16 vs fp32, and the released
+    step's computation vs gifnet's (both fp32)."""
+    ours32 = rows.get(("gifnet", "fp32"))
+    if ours32 is None or "loss_trace" not in ours32:
+        return
+    n = len(ours32["loss_trace"])
+    labels = {("gifnet", "bf16"): "bf16 vs fp32", ("released", "fp32"): "released-step reference vs gifnet"}
+    for key, label in labels.items():
+        other = rows.get(key)
+        if other is not None and "loss_trace" in other:
+            print(f"# {task}: {label} loss terms over {n} iterations (same seed and batches): max relative "
+                  f"difference {_max_relative_difference(other, ours32):.2e}")
 
 
 def _train_payload(args, task: str, precision: str, **extra) -> dict:
     """Arguments of one training case (:func:`run_train_case`) from the benchmark config; ``extra`` overrides."""
     return {"task": task, "steps": args.steps, "batch": args.batch, "crop": args.crop, "precision": precision,
             "weighting": args.weighting, "keep_freed_memory": args.malloc == "keep", **extra}  # fmt: skip
+
+
+#: Training variants: gifnet's step and the in-project references (module docstring).
+TRAIN_VARIANTS = {
+    "gifnet": {},
+    "plain": {"keep_freed_memory": False, "channels_last": False},
+    "released": {"keep_freed_memory": False, "channels_last": False, "reference": "released"},
+}
+REFERENCES = ("released", "plain")
+
+
+def _train_cases(precisions: list[str], references: list[str]) -> list[tuple[str, str]]:
+    """(variant, precision) in the order they run: per precision gifnet then its plain reference; the released
+    reference once, in fp32 (the released code has no other precision), after gifnet's fp32 row."""
+    bad = [r for r in references if r not in REFERENCES]
+    if bad:
+        raise ValueError(f"references: unknown {bad}; choose from {list(REFERENCES)}")
+    cases = []
+    for prec in precisions:
+        cases.append(("gifnet", prec))
+        if "plain" in references:
+            cases.append(("plain", prec))
+        if "released" in references and prec == "fp32":
+            cases.append(("released", "fp32"))
+    if "released" in references and "fp32" not in precisions:
+        cases.append(("released", "fp32"))
+    return cases
+
+
+def _print_speedups(rows: dict[tuple[str, str], dict], task: str) -> None:
+    """gifnet's s/iteration against each reference measured beside it."""
+    ok = {k: r["seconds_per_iter"] for k, r in rows.items() if "error" not in r}
+    released = ok.get(("released", "fp32"))
+    for (name, prec), sec in ok.items():
+        if name != "gifnet":
+            continue
+        parts = []
+        if ("plain", prec) in ok:
+            parts.append(f"{ok[('plain', prec)] / sec:.2f}× the plain reference ({prec})")
+        if released:
+            parts.append(f"{released / sec:.2f}× the released-step reference (fp32)")
+        if parts:
+            print(f"# {task} {prec}: gifnet is " + ", ".join(parts) + " measured beside it")
 
 
 def _case_main(argv: list[str]) -> int:
@@ -232,10 +310,14 @@ def run_benchmark(cfg) -> int:
 
     args = OmegaConf.to_container(cfg, resolve=True)
     mode = args["mode"]
-    if mode not in ("fuse", "train", "profile", "metrics"):
-        raise ValueError(f"mode must be fuse, train, profile or metrics, got {mode!r}")
+    if mode not in ("fuse", "train", "profile", "metrics", "process"):
+        raise ValueError(f"mode must be fuse, train, profile, metrics or process, got {mode!r}")
+    _train_cases(["fp32"], list(args["references"]))  # a bad reference name is an error before anything runs
     if mode == "metrics":
         return run_metrics_benchmark(args["paths"]["shared"], args["golden_set"], int(args["workers"]))
+    if mode == "process":
+        return run_process_benchmark(args["checkpoint"], [_size(s) for s in args["process_sizes"]],
+                                     int(args["repeat"]), float(args["timeout"]))
     args = SimpleNamespace(**{k: v for k, v in args.items() if k != "paths"})
     sizes = [_size(s) for s in args.sizes]
     import torch
@@ -283,30 +365,97 @@ def run_benchmark(cfg) -> int:
     else:
         print("| task | precision | variant | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | peak RSS GB |")
         print("|---|---|---|---|---|---|---|---|---|")
-        variants = {"gifnet": {}} | ({"plain": {"keep_freed_memory": False, "channels_last": False}} if args.plain
-                                     else {})
         for task in args.tasks:
-            for prec in args.precisions:
-                rows = {}
-                for name, extra in variants.items():
-                    r = _subprocess("train", _train_payload(args, task, prec, **extra), args.timeout)
-                    r["variant"] = name
-                    rows[name] = r
-                    results.append(r)
-                    if "error" in r:
-                        print(f"| {task} | {prec} | {name} | error: {r['error']} |")
-                    else:
-                        print(f"| {task} | {prec} | {name} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
-                              f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
-                              f"{r['peak_rss_gb']:.2f} |", flush=True)
-                plain, ours = rows.get("plain"), rows["gifnet"]
-                if plain and "error" not in plain and "error" not in ours:
-                    print(f"# {task} {prec}: gifnet is {plain['seconds_per_iter'] / ours['seconds_per_iter']:.2f}× "
-                          "the plain reference measured beside it")
-        _compare_losses([r for r in results if r.get("variant") == "gifnet"])
+            rows: dict[tuple[str, str], dict] = {}
+            for name, prec in _train_cases(args.precisions, args.references):
+                r = _subprocess("train", _train_payload(args, task, prec, **TRAIN_VARIANTS[name]), args.timeout)
+                r["variant"] = name
+                rows[(name, prec)] = r
+                results.append(r)
+                if "error" in r:
+                    print(f"| {task} | {prec} | {name} | error: {r['error']} |")
+                else:
+                    print(f"| {task} | {prec} | {name} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
+                          f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
+                          f"{r['peak_rss_gb']:.2f} |", flush=True)
+            _print_speedups(rows, task)
+            _compare_losses(rows, task)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+    return 0
+
+
+def _timed_process(cmd: list[str], timeout: float, log) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of one child process; raises if it fails or runs past ``timeout``."""
+    import os
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{cmd[:2]}: timeout after {timeout:.0f} s")
+        time.sleep(0.005)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])}: exit code {proc.returncode} (stderr in {log.name})")
+    return seconds, usage.ru_maxrss / 2**20
+
+
+def run_process_benchmark(checkpoint: str, sizes: list[tuple[int, int]], repeat: int, timeout: float) -> int:
+    """Whole fusion processes of one random gray pair per size: ``gifnet fuse`` and the released-style process
+    (:func:`gifnet.reference.fuse_process`), alternating ``repeat`` times. Returns 2 without the checkpoint."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from gifnet.paths import resolve_path
+
+    ckpt = resolve_path(checkpoint)
+    if not ckpt.is_file():
+        print(f"checkpoint not found: {ckpt} (mode=process fuses with the released Final.model)", file=sys.stderr)
+        return 2
+    gifnet_cmd = shutil.which("gifnet") or str(Path(sys.executable).with_name("gifnet"))
+    print(f"# machine: {_cpu_name()}; whole processes, start-up included, alternating; checkpoint {ckpt.name}")
+    print("| size (W×H) | process | seconds (each run) | mean | peak RSS GB |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp_dir, open(Path(tmp_dir) / "stderr.log", "w") as log:
+        tmp = Path(tmp_dir)
+        for h, w in sizes:
+            rng = np.random.default_rng(0)
+            a, b = tmp / f"a_{w}x{h}.png", tmp / f"b_{w}x{h}.png"
+            for path in (a, b):
+                Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(path)
+            outs = {"gifnet fuse": tmp / "gifnet", "released-style": tmp / f"released_{w}x{h}.png"}
+            cmds = {
+                "gifnet fuse": [gifnet_cmd, "fuse", f"checkpoint={ckpt}", f"input.a={a}", f"input.b={b}",
+                                f"out={outs['gifnet fuse']}", "progress=false"],
+                "released-style": [sys.executable, "-m", "gifnet.reference", str(a), str(b), str(ckpt),
+                                   str(outs["released-style"])],
+            }  # fmt: skip
+            runs: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+            for _ in range(repeat):
+                for name, cmd in cmds.items():
+                    runs[name].append(_timed_process(cmd, timeout, log))
+            means = {}
+            for name, rs in runs.items():
+                means[name] = sum(t for t, _ in rs) / len(rs)
+                print(f"| {w}×{h} | {name} | {' / '.join(f'{t:.2f}' for t, _ in rs)} | {means[name]:.2f} | "
+                      f"{max(m for _, m in rs):.2f} |", flush=True)
+            ours = np.asarray(Image.open(outs["gifnet fuse"] / a.name), dtype=np.int16)
+            ref = np.asarray(Image.open(outs["released-style"]), dtype=np.int16)
+            print(f"# {w}×{h}: gifnet fuse is {means['released-style'] / means['gifnet fuse']:.2f}× the released-style "
+                  f"process (ratio of the means); outputs differ by at most {int(np.abs(ours - ref).max())} grey "
+                  "level(s) (the released script truncates, gifnet rounds)")
     return 0
 
 

@@ -198,7 +198,8 @@ COMMANDS: dict[str, Command] = {
                       "gifnet import\n  gifnet import src=Final.model dst=checkpoints/gifnet_official.pt\n"
                       "  gifnet import format=legacy trust=true src=old.pt dst=new.pt"),
     "benchmark": Command("benchmark", _benchmark, "speed and memory of fusion, training and the metrics",
-                         "gifnet benchmark mode=fuse sizes=[480x640]\n  gifnet benchmark mode=train plain=true\n"
+                         "gifnet benchmark mode=fuse sizes=[480x640]\n"
+                         "  gifnet benchmark mode=train references=[released]\n"
                          "  gifnet benchmark mode=profile tasks=[official] precisions=[fp32]\n"
                          "  gifnet benchmark mode=metrics"),
     "preview": Command("preview", _preview, "draw a grid of training samples of a data config",

@@ -54,11 +54,15 @@ def test_train_benchmark_rows_and_loss_comparison(tmp_path):
 def test_train_benchmark_plain_reference_and_profile(tmp_path):
     stdout, res = _run(
         ["mode=train", "tasks=[official]", "precisions=[fp32]", "steps=1", "batch=2", "crop=32",
-         "weighting=gradient", "plain=true"], tmp_path,
+         "weighting=gradient", "references=[plain,released]"], tmp_path,
     )  # fmt: skip
-    assert [(r["variant"], r["channels_last"]) for r in res] == [("gifnet", True), ("plain", False)]
+    assert [(r["variant"], r["channels_last"]) for r in res] == [("gifnet", True), ("plain", False),
+                                                                 ("released", False)]
     assert all("error" not in r and r["seconds_per_iter"] > 0 for r in res)
-    assert "the plain reference measured beside it" in stdout
+    assert "× the plain reference (fp32), " in stdout and "× the released-step reference (fp32) measured" in stdout
+    # same seed, batches and weights: the released computation's losses are gifnet's up to round-off
+    assert res[2]["loss_trace"][0] == pytest.approx(res[0]["loss_trace"][0], rel=1e-4)
+    assert "released-step reference vs gifnet loss terms over 2 iterations" in stdout
     stdout, res = _run(
         ["mode=profile", "tasks=[official]", "precisions=[fp32]", "steps=1", "batch=2", "crop=32",
          "weighting=gradient", "top=4"], tmp_path,
@@ -69,3 +73,23 @@ def test_train_benchmark_plain_reference_and_profile(tmp_path):
     shares = [op["share"] for op in top]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
     assert "| 1 | `" in stdout
+
+
+def test_process_benchmark_times_both_whole_processes(shared, tmp_path):
+    r = subprocess.run(
+        [sys.executable, SCRIPT, "mode=process", "process_sizes=[24x20]", "repeat=1"], capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| 20×24 | gifnet fuse | " in r.stdout and "| 20×24 | released-style | " in r.stdout
+    assert "× the released-style process (ratio of the means)" in r.stdout
+    diff = int(r.stdout.split("outputs differ by at most ")[1].split()[0])
+    assert diff <= 1  # the same fusion: only the released truncation against gifnet's rounding
+
+
+def test_process_benchmark_needs_the_checkpoint(tmp_path):
+    r = subprocess.run(
+        [sys.executable, SCRIPT, "mode=process", f"checkpoint={tmp_path / 'missing.model'}"], capture_output=True,
+        text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2 and "checkpoint not found" in r.stderr

@@ -82,6 +82,11 @@ def _global_weights(weighting: IVIFWeighting, ir: torch.Tensor, vis: torch.Tenso
         return weighting.weights_from_energies(e[0], e[1])
 
 
+def _loss_dtype(x: torch.Tensor) -> torch.Tensor:
+    """Losses in fp32 at least: bf16/fp16 outputs of autocast are cast up, fp32 and fp64 ones kept."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def compute_step_loss(
     model: GIFNet,
     batch: Mapping[str, torch.Tensor],
@@ -113,7 +118,7 @@ def compute_step_loss(
         else:
             g = model.cfgm(f_other, f, "dp")
         out = model.decode(f, g)
-    out = out.float()
+    out = _loss_dtype(out)
     terms: dict[str, torch.Tensor] = {}
     if spec.loss == "ivif":
         if weighting is None:
@@ -128,7 +133,7 @@ def compute_step_loss(
     if model.reconstructor is not None and loss_cfg.rec_weight:
         with ctx:
             rec = model.reconstruct(f)
-        terms["rec"] = reconstruction_loss(rec.float(), b["vis"], msssim=loss_cfg.msssim)
+        terms["rec"] = reconstruction_loss(_loss_dtype(rec), b["vis"], msssim=loss_cfg.msssim)
         total = total + loss_cfg.rec_weight * terms["rec"]
     total = spec.weight * total
     scalars = {f"{spec.task}/{k}": float(v.detach()) for k, v in terms.items()}
