@@ -30,8 +30,7 @@ references timed in the same invocation, so that every speed-up is reported agai
 ``process`` times whole fusion processes of one gray pair, start-up included, alternating: ``gifnet fuse`` with
 the released checkpoint and the released-style process (:func:`gifnet.reference.fuse_process`), and checks that
 both wrote the same image (up to the released script's truncation). ``profile`` runs the training case under
-``torch.profiler`` and prints the operators with the largest self CPU
-time, split by input shapes.
+``torch.profiler`` and prints the operators with the largest self CPU time, split by input shapes.
 
 GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256×256, linear in pixels:
 1.573 MFLOP per pixel; GIFNET.md section 1), for both paths, so they compare useful work per second.

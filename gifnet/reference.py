@@ -79,6 +79,20 @@ def _from_windows(t: torch.Tensor, window: int, b: int, h: int, w: int) -> torch
     return t.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, -1)
 
 
+def _qkv_windows(qk: torch.Tensor, v: torch.Tensor, window: int, shift: int, heads: int):
+    """``cat(QK, V)`` padded and cut into windows, viewed as per-head Q, K, V; also the padded size."""
+    qkv = _window_pad(torch.cat([qk, v], dim=1), window, shift)
+    t = _to_windows(qkv, window)
+    dim = v.shape[1]
+    return t.reshape(t.shape[0], t.shape[1], 3, heads, dim // heads).permute(2, 0, 3, 1, 4), qkv.shape[-2:]
+
+
+def _merge_windows(out: torch.Tensor, window: int, b: int, hp: int, wp: int, shift: int, h: int, w: int):
+    """Attention output windows back to the image, cropped to ``h×w``, as an NCHW view."""
+    full = _from_windows(out, window, b, hp, wp)
+    return full[:, shift : shift + h, shift : shift + w, :].permute(0, 3, 1, 2)
+
+
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, dim: int) -> torch.Tensor:
     attn = torch.softmax(q @ k.transpose(-2, -1) + bias.unsqueeze(0), dim=-1)
     return (attn @ v).transpose(1, 2).reshape(q.shape[0], q.shape[2], dim)
@@ -93,31 +107,22 @@ def _attention(block: CFGMBlock, active: str, xn_a: torch.Tensor, xn_o: torch.Te
     v_a, qk_a = pa.v(xn_a), pa.qk(xn_a)
     with torch.no_grad():
         v_o, qk_o = po.v(xn_o), po.qk(xn_o)
-    tokens = []
-    for qk, v, grad in ((qk_a, v_a, True), (qk_o, v_o, False)):
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            qkv = _window_pad(torch.cat([qk, v], dim=1), ws, shift)
-            hp, wp = qkv.shape[-2:]
-            t = _to_windows(qkv, ws)
-            tokens.append(t.reshape(t.shape[0], t.shape[1], 3, heads, dim // heads).permute(2, 0, 3, 1, 4))
-    (q_a, k_a, vv_a), (q_o, k_o, vv_o) = tokens
+    (q_a, k_a, vv_a), (hp, wp) = _qkv_windows(qk_a, v_a, ws, shift, heads)
+    with torch.no_grad():
+        (q_o, k_o, vv_o), _ = _qkv_windows(qk_o, v_o, ws, shift, heads)
     scale = (dim // heads) ** -0.5
     bias = block.rel_pos()
     q_a = q_a * scale
-    out_a = _attend(q_a, k_a, vv_a, bias, dim)
+    out_a = _merge_windows(_attend(q_a, k_a, vv_a, bias, dim), ws, b, hp, wp, shift, h, w)
     with torch.no_grad():
         q_o = q_o * scale
         out_o = _attend(q_a if shift == 0 else q_o, k_o, vv_o, bias, dim)  # cross-attention in unshifted blocks
-    outs = []
-    for out, grad in ((out_a, True), (out_o, False)):
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            full = _from_windows(out, ws, b, hp, wp)
-            outs.append(full[:, shift : shift + h, shift : shift + w, :].permute(0, 3, 1, 2))
+        out_o = _merge_windows(out_o, ws, b, hp, wp, shift, h, w)
     conv_a = pa.dwconv(v_a)
     with torch.no_grad():
         conv_o = po.dwconv(v_a if active == "mm" else v_o)  # the released tag-1 quirk reads the active V
-        y_o = po.proj(conv_o + outs[1])
-    return pa.proj(conv_a + outs[0]), y_o
+        y_o = po.proj(conv_o + out_o)
+    return pa.proj(conv_a + out_a), y_o
 
 
 def released_cfgm(cfgm: CFGM, f_mm: torch.Tensor, f_dp: torch.Tensor, step: str) -> torch.Tensor:
