@@ -2,6 +2,7 @@
 
     gifnet benchmark mode=fuse [sizes=[256x256,512x512,1024x1280,2160x3840]] [repeat=2]
     gifnet benchmark mode=train [steps=3] [batch=8] [crop=128] [references=[released,plain]]
+    gifnet benchmark mode=train layouts=[native,auto] [tasks=[official]] [precisions=[fp32]]
     gifnet benchmark mode=process [process_sizes=[480x640]] [repeat=3]
     gifnet benchmark mode=profile [tasks=[official]] [precisions=[fp32]] [top=10]
     gifnet benchmark mode=metrics [golden_set=vifb] [workers=2]
@@ -39,6 +40,7 @@ GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256�
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import platform
 import resource
@@ -104,7 +106,7 @@ def run_fuse_case(
 
 def run_train_case(
     task: str, steps: int, batch: int, crop: int, precision: str, weighting: str, keep_freed_memory: bool = True,
-    channels_last: bool = True, profile_top: int = 0, reference: str | None = None,
+    channels_last: bool = True, profile_top: int = 0, reference: str | None = None, layouts: list[str] | None = None,
 ) -> dict:
     """Time ``steps`` training iterations after one warm-up iteration (fresh trainer, random batches).
 
@@ -112,7 +114,10 @@ def run_train_case(
     operators with the largest self CPU time, split by input shapes (``profile``); the profiler's overhead
     makes ``seconds_per_iter`` of such a case a little slower than an unprofiled one. ``reference="released"``
     times :func:`gifnet.reference.released_iteration` on the same trainer's model, batches and optimiser
-    instead of gifnet's iteration (with the literal DenseNet kernel).
+    instead of gifnet's iteration (with the literal DenseNet kernel). ``layouts`` (values of
+    :data:`gifnet.models.conv.WEIGHT_GRAD_LAYOUT`) times the same ``steps`` batches once per layout, the layouts
+    alternating iteration by iteration in this one process (order reversed every other round), so that a lever
+    smaller than the spread between processes can still be read; the result carries ``layout_seconds``.
     """
     import tempfile
 
@@ -136,8 +141,12 @@ def run_train_case(
         cfg = compose("train", overrides)
         t = Trainer(cfg, tmp)
         iteration = _released_iteration(t) if reference == "released" else t.train_iteration
-        it = iter(t.loader)
-        batches = [next(it) for _ in range(steps + 1)]
+        batches = []
+        while len(batches) < steps + 1:  # the demo pool may hold fewer batches: go round it again
+            before = len(batches)
+            batches.extend(itertools.islice(t.loader, steps + 1 - len(batches)))
+            if len(batches) == before:
+                raise RuntimeError("the training loader yields no batch")
         first, _ = iteration(batches[0])  # warm-up
         trace = [first]
         last = {}
@@ -146,12 +155,27 @@ def run_train_case(
             from torch.profiler import ProfilerActivity, profile
 
             prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
+        layout_seconds = None
+        if layouts:
+            import gifnet.models.conv as conv_mod
+
+            layout_seconds = {name: [] for name in layouts}
+            for i, bt in enumerate(batches[1:]):
+                for name in layouts if i % 2 == 0 else layouts[::-1]:
+                    conv_mod.WEIGHT_GRAD_LAYOUT = name
+                    t0 = time.perf_counter()
+                    last, _ = iteration(bt)
+                    layout_seconds[name].append(time.perf_counter() - t0)
+                    trace.append(last)
+            conv_mod.WEIGHT_GRAD_LAYOUT = "auto"
         with prof or contextlib.nullcontext():
             t0 = time.perf_counter()
-            for bt in batches[1:]:
+            for bt in batches[1:] if layout_seconds is None else []:
                 last, _ = iteration(bt)
                 trace.append(last)
             dt = (time.perf_counter() - t0) / steps
+        if layout_seconds is not None:
+            dt = sum(map(sum, layout_seconds.values())) / (steps * len(layouts))
     n_steps = len(t.steps)
     # training step ≈ 3× the forward cost (forward + backward) of the trained path, per optimiser step
     flop = 3 * FLOP_PER_PIXEL * crop * crop * batch * n_steps
@@ -163,6 +187,7 @@ def run_train_case(
         "loss_trace": [{k: v for k, v in sc.items() if k.endswith("/total")} for sc in trace],
         "threads": torch.get_num_threads(), "channels_last": channels_last,
         **({"profile": _top_operators(prof, profile_top, steps)} if prof is not None else {}),
+        **({"layout_seconds": layout_seconds} if layout_seconds is not None else {}),
     }  # fmt: skip
 
 
@@ -267,6 +292,16 @@ def _train_cases(precisions: list[str], references: list[str]) -> list[tuple[str
     return cases
 
 
+def _check_layouts(layouts: list[str]) -> None:
+    from gifnet.models.conv import _LAYOUTS
+
+    bad = [x for x in layouts if x not in _LAYOUTS]
+    if bad:
+        raise ValueError(f"layouts: unknown {bad}; choose from {list(_LAYOUTS)}")
+    if len(set(layouts)) != len(layouts):
+        raise ValueError(f"layouts: each at most once, got {layouts}")
+
+
 def _print_speedups(rows: dict[tuple[str, str], dict], task: str) -> None:
     """gifnet's s/iteration against each reference measured beside it."""
     ok = {k: r["seconds_per_iter"] for k, r in rows.items() if "error" not in r}
@@ -312,6 +347,7 @@ def run_benchmark(cfg) -> int:
     if mode not in ("fuse", "train", "profile", "metrics", "process"):
         raise ValueError(f"mode must be fuse, train, profile, metrics or process, got {mode!r}")
     _train_cases(["fp32"], list(args["references"]))  # a bad reference name is an error before anything runs
+    _check_layouts(list(args["layouts"]))
     if mode == "metrics":
         return run_metrics_benchmark(args["paths"]["shared"], args["golden_set"], int(args["workers"]))
     if mode == "process":
@@ -361,6 +397,26 @@ def run_benchmark(cfg) -> int:
                     shapes = ", ".join("×".join(str(d) for d in sh) for sh in op["shapes"])
                     print(f"| {i} | `{op['operator']}` | {shapes} | {op['calls_per_iter']:g} | "
                           f"{op['self_ms_per_iter']:.0f} | {100 * op['share']:.1f} % |", flush=True)
+    elif args.layouts:
+        print("| task | precision | weight-gradient layout | batch × crop | steps/iter | s/iter (each iteration) | "
+              "mean s/iter |")
+        print("|---|---|---|---|---|---|---|")
+        for task in args.tasks:
+            for prec in args.precisions:
+                r = _subprocess("train", _train_payload(args, task, prec, layouts=list(args.layouts)), args.timeout)
+                results.append(r)
+                if "error" in r:
+                    print(f"| {task} | {prec} | {', '.join(args.layouts)} | error: {r['error']} |")
+                    continue
+                means = {}
+                for name, secs in r["layout_seconds"].items():
+                    means[name] = sum(secs) / len(secs)
+                    print(f"| {task} | {prec} | {name} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
+                          f"{' '.join(f'{x:.2f}' for x in secs)} | {means[name]:.2f} |", flush=True)
+                first = args.layouts[0]
+                for name in args.layouts[1:]:
+                    print(f"# {task} {prec}: {first} / {name} = {means[first] / means[name]:.3f} "
+                          "(iterations alternating in one process)")
     else:
         print("| task | precision | variant | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | peak RSS GB |")
         print("|---|---|---|---|---|---|---|---|---|")

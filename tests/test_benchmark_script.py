@@ -93,3 +93,26 @@ def test_process_benchmark_needs_the_checkpoint(tmp_path):
         text=True, timeout=600, check=False,
     )  # fmt: skip
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
+
+
+@pytest.mark.slow
+def test_train_benchmark_alternates_weight_gradient_layouts(tmp_path):
+    stdout, res = _run(
+        ["mode=train", "tasks=[official]", "precisions=[fp32]", "steps=2", "batch=2", "crop=32",
+         "weighting=gradient", "layouts=[native,nchw]"], tmp_path,
+    )  # fmt: skip
+    (r,) = res
+    assert "error" not in r, r
+    assert list(r["layout_seconds"]) == ["native", "nchw"]
+    assert all(len(v) == 2 and min(v) > 0 for v in r["layout_seconds"].values())
+    assert len(r["loss_trace"]) == 5  # warm-up + 2 batches × 2 layouts
+    assert "| official | fp32 | nchw | 2 × 32² | 2 |" in stdout
+    assert "# official fp32: native / nchw = " in stdout
+
+
+@pytest.mark.parametrize("layouts", [["sideways"], ["nchw", "nchw"]])
+def test_train_benchmark_rejects_bad_layouts(layouts):
+    from gifnet.benchmark import _check_layouts
+
+    with pytest.raises(ValueError, match="layouts"):
+        _check_layouts(layouts)

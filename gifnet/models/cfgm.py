@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import ReflectConv2d
+
 STREAMS = ("mm", "dp")
 
 
@@ -288,13 +290,13 @@ class CFGM(nn.Module):
         self.official_dwconv_quirk = official_dwconv_quirk
         streams = STREAMS if dual_stream else ("mm",)
         self.embed = nn.ModuleDict(
-            {s: nn.Conv2d(dim, dim, 3, padding=1, padding_mode="reflect") for s in streams}
+            {s: ReflectConv2d(dim, dim, 3) for s in streams}
         )
         self.blocks = nn.ModuleList(
             CFGMBlock(dim, heads, window, mlp_ratio, shift=0 if i % 2 == 0 else window // 2, streams=streams)
             for i in range(depth)
         )
-        self.unembed = nn.Conv2d(dim, dim, 3, padding=1, padding_mode="reflect")
+        self.unembed = ReflectConv2d(dim, dim, 3)
         if self.gating == "learned":
             self.alpha = nn.ParameterDict(
                 {s: nn.Parameter(torch.rand(depth)) for s in streams}

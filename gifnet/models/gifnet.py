@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cfgm import CFGM, STREAMS, reset_cfgm_parameters
+from .conv import ReflectConv2d
 
 MIN_SIDE = 5
 
 
 def conv3x3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect", bias=bias)
+    return ReflectConv2d(cin, cout, 3, bias=bias)
 
 
 @dataclass
