@@ -252,6 +252,20 @@ def test_channels_last_gives_same_output():
         assert torch.allclose(m(a, b), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_encoder_features_take_the_model_layout(channels_last):
+    """1-channel inputs are NCHW and channels-last at once; the features must follow the weights' layout, or
+    the encoder and the CFGM embedding run in NCHW against channels-last weights (slow)."""
+    m = GIFNet()
+    if channels_last:
+        m.to_channels_last()
+    a, b = _pair(12, 14, batch=2)
+    f = m.encode(a, b)
+    assert f.shape == (2, 98, 12, 14)
+    assert f.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert f.is_contiguous() != channels_last
+
+
 def test_rln_meta_terms_equal_the_released_convolutions():
     """RLN computes meta1/meta2 as addcmul (fast); values and gradients are those of the 1x1 convolutions."""
     from gifnet.models.cfgm import RLN

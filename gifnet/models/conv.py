@@ -6,10 +6,10 @@ AVX-512), computes the weight and bias gradients from NCHW copies of the input a
 input gradient stays channels-last. On such CPUs the backward of the wide convolutions (98→98, 128→64 at
 8×128²) is 1.1–1.4× faster so; on AVX-512 CPUs both layouts are about as fast, so there nothing changes. In
 isolation the narrow convolutions (2→32, 34→32) lose to the NCHW copies, yet a whole training step alternating
-the layouts in one process was fastest with every convolution in NCHW (1.09× over native, 1.02× over wide-only;
-docs/performance.md), so the rule does not look at the width. The gradients are those of ``nn.Conv2d`` up to
-float round-off (the order of summation differs; ``tests/test_conv.py``). Written by hand because no library
-chooses the layout per gradient.
+the layouts in one process was fastest with every convolution in NCHW (1.09× over native, 1.02× over
+wide-only; 1.33× over native once the encoder ran channels-last; docs/performance.md), so the rule does not
+look at the width. The gradients are those of ``nn.Conv2d`` up to float round-off (the order of summation
+differs; ``tests/test_conv.py``). Written by hand because no library chooses the layout per gradient.
 
 ``WEIGHT_GRAD_LAYOUT`` selects it: ``"auto"`` (the rule above), ``"nchw"`` (every convolution whose input
 qualifies, whatever the CPU), ``"native"`` (never).

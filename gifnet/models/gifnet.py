@@ -98,6 +98,12 @@ class SharedEncoder(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         x = torch.cat((a, b), 1)
+        w = self.convs[0].weight
+        if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+            # A 1-channel input is both layouts at once, so this cat is NCHW, and every cat below keeps its
+            # first operand's layout: without this the encoder, the CFGM embedding and the R-Dec's first conv
+            # would run in NCHW against channels-last weights (1.3× slower training on an AVX2 CPU).
+            x = x.contiguous(memory_format=torch.channels_last)
         for conv in self.convs:
             x = torch.cat((x, F.relu(conv(x))), 1)
         return x
@@ -192,10 +198,7 @@ class GIFNet(nn.Module):
 
     def encode(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         self._check_inputs(a, b)
-        if self.is_channels_last():
-            a = a.contiguous(memory_format=torch.channels_last)
-            b = b.contiguous(memory_format=torch.channels_last)
-        return self.encoder(a, b)
+        return self.encoder(a, b)  # channels-last features where the model is (SharedEncoder.forward)
 
     def to_channels_last(self) -> GIFNet:
         """Store conv weights (and run activations) channels-last: ~1.8× faster CPU convolutions, same values."""
