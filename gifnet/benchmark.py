@@ -126,6 +126,9 @@ def run_train_case(
     from gifnet.config import compose
     from gifnet.engine.trainer import Trainer
 
+    if layouts and profile_top:
+        raise ValueError("a training case is either profiled or times layouts, not both")
+
     overrides = [
         f"task={task}", f"train.batch_size={batch}", f"data.crop_size={crop}", f"precision={precision}",
         f"loss.ivif_weighting={weighting}", "train.tensorboard=false", "train.progress=false",
@@ -160,22 +163,25 @@ def run_train_case(
             import gifnet.models.conv as conv_mod
 
             layout_seconds = {name: [] for name in layouts}
-            for i, bt in enumerate(batches[1:]):
-                for name in layouts if i % 2 == 0 else layouts[::-1]:
-                    conv_mod.WEIGHT_GRAD_LAYOUT = name
-                    t0 = time.perf_counter()
-                    last, _ = iteration(bt)
-                    layout_seconds[name].append(time.perf_counter() - t0)
-                    trace.append(last)
-            conv_mod.WEIGHT_GRAD_LAYOUT = "auto"
-        with prof or contextlib.nullcontext():
-            t0 = time.perf_counter()
-            for bt in batches[1:] if layout_seconds is None else []:
-                last, _ = iteration(bt)
-                trace.append(last)
-            dt = (time.perf_counter() - t0) / steps
-        if layout_seconds is not None:
+            saved = conv_mod.WEIGHT_GRAD_LAYOUT
+            try:
+                for i, bt in enumerate(batches[1:]):
+                    for name in layouts if i % 2 == 0 else layouts[::-1]:
+                        conv_mod.WEIGHT_GRAD_LAYOUT = name
+                        t0 = time.perf_counter()
+                        last, _ = iteration(bt)
+                        layout_seconds[name].append(time.perf_counter() - t0)
+                        trace.append(last)
+            finally:
+                conv_mod.WEIGHT_GRAD_LAYOUT = saved
             dt = sum(map(sum, layout_seconds.values())) / (steps * len(layouts))
+        else:
+            with prof or contextlib.nullcontext():
+                t0 = time.perf_counter()
+                for bt in batches[1:]:
+                    last, _ = iteration(bt)
+                    trace.append(last)
+                dt = (time.perf_counter() - t0) / steps
     n_steps = len(t.steps)
     # training step ≈ 3× the forward cost (forward + backward) of the trained path, per optimiser step
     flop = 3 * FLOP_PER_PIXEL * crop * crop * batch * n_steps
