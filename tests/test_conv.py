@@ -113,3 +113,23 @@ def test_training_step_gradients_equal_the_native_layout(layout, monkeypatch, dt
         if scale < 1e-12:
             continue
         assert ((got - want).norm() / scale).item() <= tol, n
+
+
+@pytest.mark.parametrize("value", ["auto", "nchw"])
+def test_torch_compile_traces_the_training_forward_as_one_graph(layout, value):
+    """The layout rule is a constant to ``torch.compile`` (no graph break per convolution; it used to break at
+    ``get_cpu_capability`` and recompile per convolution), the NCHW-gradient function included."""
+    layout(value)
+    torch.manual_seed(0)
+    model = GIFNet(enc_width=6, window=4, mlp_ratio=1.0).to_channels_last()
+    a, b = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+
+    def forward(a, b):
+        f = model.encode(a, b)
+        return model.decode(f, model.cfgm(f, f.detach(), "mm")).mean() + model.reconstruct(f).mean()
+
+    try:
+        explained = torch._dynamo.explain(forward)(a, b)
+    finally:
+        torch._dynamo.reset()
+    assert explained.graph_break_count == 0 and explained.graph_count == 1

@@ -17,8 +17,6 @@ qualifies, whatever the CPU), ``"native"`` (never).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,9 +25,13 @@ WEIGHT_GRAD_LAYOUT = "auto"
 _LAYOUTS = ("auto", "nchw", "native")
 
 
-@functools.lru_cache(maxsize=1)
+# Read once: a plain constant is traced by torch.compile without a graph break (``get_cpu_capability`` is not,
+# and ``torch.compiler.assume_constant_result`` would import torch._dynamo, ~3 s of start-up, into every command).
+_AVX2_ONLY = torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
 def _cpu_without_avx512() -> bool:
-    return torch.backends.cpu.get_cpu_capability() == "AVX2"
+    return _AVX2_ONLY
 
 
 def nchw_weight_grad() -> bool:
