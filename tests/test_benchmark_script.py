@@ -37,6 +37,10 @@ def test_fuse_benchmark_rows(tmp_path):
     assert "| cpu | 20×24 | optimised | fp32 |" in stdout
 
 
+# The official protocol on 2 × 32² batches in fp32 with the cheap gradient weighting: tiny training cases.
+TINY_FP32_CASE = ["tasks=[official]", "precisions=[fp32]", "batch=2", "crop=32", "weighting=gradient"]
+
+
 @pytest.mark.slow
 def test_train_benchmark_rows_and_loss_comparison(tmp_path):
     stdout, res = _run(
@@ -53,9 +57,8 @@ def test_train_benchmark_rows_and_loss_comparison(tmp_path):
 @pytest.mark.slow
 def test_train_benchmark_plain_reference_and_profile(tmp_path):
     stdout, res = _run(
-        ["mode=train", "tasks=[official]", "precisions=[fp32]", "steps=1", "batch=2", "crop=32",
-         "weighting=gradient", "references=[plain,released]"], tmp_path,
-    )  # fmt: skip
+        ["mode=train", *TINY_FP32_CASE, "steps=1", "references=[plain,released]"], tmp_path
+    )
     assert [(r["variant"], r["channels_last"]) for r in res] == [("gifnet", True), ("plain", False),
                                                                  ("released", False)]
     assert all("error" not in r and r["seconds_per_iter"] > 0 for r in res)
@@ -64,9 +67,8 @@ def test_train_benchmark_plain_reference_and_profile(tmp_path):
     assert res[2]["loss_trace"][0] == pytest.approx(res[0]["loss_trace"][0], rel=1e-4)
     assert "released-step reference vs gifnet loss terms over 2 iterations" in stdout
     stdout, res = _run(
-        ["mode=profile", "tasks=[official]", "precisions=[fp32]", "steps=1", "batch=2", "crop=32",
-         "weighting=gradient", "top=4"], tmp_path,
-    )  # fmt: skip
+        ["mode=profile", *TINY_FP32_CASE, "steps=1", "top=4"], tmp_path
+    )
     (r,) = res
     top = r["profile"]["top"]
     assert len(top) == 4 and all(op["operator"] and op["self_ms_per_iter"] > 0 for op in top)
@@ -98,9 +100,8 @@ def test_process_benchmark_needs_the_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_train_benchmark_alternates_weight_gradient_layouts(tmp_path):
     stdout, res = _run(
-        ["mode=train", "tasks=[official]", "precisions=[fp32]", "steps=2", "batch=2", "crop=32",
-         "weighting=gradient", "layouts=[native,nchw]"], tmp_path,
-    )  # fmt: skip
+        ["mode=train", *TINY_FP32_CASE, "steps=2", "layouts=[native,nchw]"], tmp_path
+    )
     (r,) = res
     assert "error" not in r, r
     assert list(r["layout_seconds"]) == ["native", "nchw"]
