@@ -34,6 +34,11 @@ def _cpu_without_avx512() -> bool:
     return _AVX2_ONLY
 
 
+def strictly_channels_last(t: torch.Tensor) -> bool:
+    """Channels-last and not also NCHW-contiguous (a 1-channel or 1×1 tensor is both at once)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 def nchw_weight_grad() -> bool:
     """Whether qualifying convolutions take their weight gradient in NCHW (``WEIGHT_GRAD_LAYOUT``)."""
     if WEIGHT_GRAD_LAYOUT not in _LAYOUTS:
@@ -86,12 +91,11 @@ class ReflectConv2d(nn.Conv2d):
             and x.dtype in (torch.float32, torch.float64)
             and not torch.is_autocast_enabled("cpu")
             and x.dim() == 4
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous()
+            and strictly_channels_last(x)
             and nchw_weight_grad()
         ):
             return _ConvNCHWWeightGrad.apply(x, weight, bias)
         return F.conv2d(x, weight, bias)
 
 
-__all__ = ["ReflectConv2d", "WEIGHT_GRAD_LAYOUT", "nchw_weight_grad"]
+__all__ = ["ReflectConv2d", "WEIGHT_GRAD_LAYOUT", "nchw_weight_grad", "strictly_channels_last"]

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cfgm import CFGM, STREAMS, reset_cfgm_parameters
-from .conv import ReflectConv2d
+from .conv import ReflectConv2d, strictly_channels_last
 
 MIN_SIDE = 5
 
@@ -97,8 +97,7 @@ class SharedEncoder(nn.Module):
         self.convs = nn.ModuleList(conv3x3(2 + i * width, width) for i in range(layers))
 
     def is_channels_last(self) -> bool:
-        w = self.convs[0].weight
-        return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+        return strictly_channels_last(self.convs[0].weight)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         x = torch.cat((a, b), 1)
