@@ -48,6 +48,30 @@ def test_msssim_official_parity(shared, case):
     assert loss == pytest.approx(1 - value + F.mse_loss(rec, b).item(), abs=1e-6)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_maps_one_grouped_filter_equals_separate_filters(channels):
+    """The five moments filtered in one grouped call: the separate calls' maps and gradients."""
+    torch.manual_seed(5)
+    x = torch.rand(2, channels, 23, 19, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, channels, 23, 19, dtype=torch.float64)
+    window = L.gaussian_window(11, dtype=torch.float64)
+    c1, c2 = 1e-4, 9e-4
+
+    def separate(x, y):
+        f = lambda t: F.conv2d(t, window.expand(channels, 1, 11, 11), groups=channels)  # noqa: E731
+        mu1, mu2 = f(x), f(y)
+        s1, s2, s12 = f(x * x) - mu1**2, f(y * y) - mu2**2, f(x * y) - mu1 * mu2
+        v1, v2 = 2 * s12 + c2, s1 + s2 + c2
+        return ((2 * mu1 * mu2 + c1) * v1) / ((mu1**2 + mu2**2 + c1) * v2), v1 / v2
+
+    got, ref = L._ssim_maps(x, y, window, c1, c2), separate(x, y)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+    (g,) = torch.autograd.grad(got[0].sum() + got[1].square().sum(), x)
+    (g_ref,) = torch.autograd.grad(ref[0].sum() + ref[1].square().sum(), x)
+    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-14)
+
+
 def test_msssim_official_identity():
     x = _textured(0, (2, 1, 40, 36))
     assert L.msssim_official(x, x).item() == pytest.approx(1.0, abs=1e-6)

@@ -292,6 +292,38 @@ def test_rln_meta_terms_equal_the_released_convolutions():
         assert gamma16.dtype == rln.meta1(std).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rln_sample_mean_gradient_is_autograds_and_keeps_the_layout(dtype):
+    """RLN's per-sample mean: autograd's values and gradients, and a channels-last gradient stays channels-last."""
+    from gifnet.models.cfgm import RLN, sample_mean
+
+    torch.manual_seed(4)
+    x = torch.randn(2, 6, 9, 11, dtype=dtype).contiguous(memory_format=torch.channels_last).requires_grad_()
+    up = torch.randn(2, 6, 9, 11, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    got = sample_mean(x)
+    ref = x.mean(dim=(1, 2, 3), keepdim=True)
+    assert torch.equal(got, ref)
+    (g_got,) = torch.autograd.grad((got * 3.0).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref * 3.0).sum(), x)
+    assert torch.equal(g_got, g_ref)
+    assert g_got.stride()[1:] == (0, 0, 0)  # a broadcast view: no dense map in either layout
+    # the whole RLN: values and input gradient as the plain formula (to round-off of the reduction order)
+    rln = RLN(6).to(dtype)
+    torch.nn.init.normal_(rln.weight)
+    normed, gamma, beta = rln(x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = torch.sqrt((x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True) + rln.eps)
+    normed_ref = (x - mean) / std * rln.weight + rln.bias
+    torch.testing.assert_close(normed, normed_ref, rtol=0, atol=0)
+    loss = lambda n, g, b: (n * up).sum() + (g * b).sum()  # noqa: E731
+    (gx,) = torch.autograd.grad(loss(normed, gamma, beta), x)
+    (gx_ref,) = torch.autograd.grad(loss(normed_ref, rln.meta1(std), rln.meta2(mean)), x)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(gx, gx_ref, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="B×C×H×W"):
+        sample_mean(torch.zeros(3, 4))
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_window_heads_layout_and_inverse(channels_last):
     """Windows row-major, tokens row-major in a window, head h = channels h*d...; the inverse restores NHWC."""

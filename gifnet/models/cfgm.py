@@ -49,6 +49,34 @@ def relative_log_positions(window: int) -> torch.Tensor:
     return torch.sign(d) * torch.log1p(d.abs())
 
 
+class _SampleMean(torch.autograd.Function):
+    """``x.mean(dim=(1, 2, 3), keepdim=True)`` whose gradient is a broadcast view, not a dense NCHW map.
+
+    Autograd's own mean backward divides an expanded gradient into a fresh tensor, and a tensor built from
+    stride-0 operands is laid out NCHW-contiguous; added to or multiplied with the channels-last gradients
+    around it, every such element-wise op then walks two layouts (4× slower than within one: 19 against 4 ms per
+    add at 8×98×128², docs/performance.md). Here the same values ``grad / N`` are returned as an expanded view,
+    so the gradients that meet them keep their own layout. Forward and gradient values are autograd's.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.mean(dim=(1, 2, 3), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        shape = ctx.shape
+        return (grad / (shape[1] * shape[2] * shape[3])).expand(shape)
+
+
+def sample_mean(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean over (C, H, W), kept as ``B×1×1×1`` (see :class:`_SampleMean`)."""
+    if x.dim() != 4:
+        raise ValueError(f"expected a B×C×H×W tensor, got shape {tuple(x.shape)}")
+    return _SampleMean.apply(x)
+
+
 class RLN(nn.Module):
     """Revised layer norm: per-sample statistics over (C, H, W); also returns the rescale/rebias terms."""
 
@@ -61,8 +89,8 @@ class RLN(nn.Module):
         self.meta2 = nn.Conv2d(1, dim, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        std = torch.sqrt((x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True) + self.eps)
+        mean = sample_mean(x)
+        std = torch.sqrt(sample_mean((x - mean).pow(2)) + self.eps)
         normed = (x - mean) / std * self.weight + self.bias
         return normed, self._meta(self.meta1, std), self._meta(self.meta2, mean)
 
