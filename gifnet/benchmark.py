@@ -31,7 +31,10 @@ references timed in the same invocation, so that every speed-up is reported agai
 ``process`` times whole fusion processes of one gray pair, start-up included, alternating: ``gifnet fuse`` with
 the released checkpoint and the released-style process (:func:`gifnet.reference.fuse_process`), and checks that
 both wrote the same image (up to the released script's truncation). ``profile`` runs the training case under
-``torch.profiler`` and prints the operators with the largest self CPU time, split by input shapes.
+``torch.profiler`` (``profiler=torch``) or under a dispatch-level timer (``profiler=dispatch``, the default:
+wall time of every ATen call made at the top of the dispatcher, forward and backward, whose sum is the
+iteration's time) and prints the operators with the largest time, split by input shapes (and, for the dispatch
+timer, layouts and dtypes).
 
 GFLOP/s use the model's measured cost of the inference path (103.1 GFLOP at 256×256, linear in pixels:
 1.573 MFLOP per pixel; GIFNET.md section 1), for both paths, so they compare useful work per second.
@@ -104,15 +107,75 @@ def run_fuse_case(
     return res
 
 
+PROFILERS = ("dispatch", "torch")
+
+
+def _describe_input(t) -> str | None:
+    """``8×98×128×128 CL bf16``: shape, layout (C contiguous, CL channels-last, S other strides) and dtype."""
+    import torch
+
+    if not isinstance(t, torch.Tensor):
+        return None
+    if t.is_contiguous():
+        layout = "C"
+    elif t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        layout = "CL"
+    else:
+        layout = "S"
+    dtype = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float64: "fp64"}
+    return f"{'×'.join(map(str, t.shape)) or 'scalar'} {layout} {dtype.get(t.dtype, str(t.dtype)[6:])}"
+
+
+def _dispatch_timer():
+    """A ``TorchDispatchMode`` that adds up the wall time of every ATen call it sees, keyed by (operator, inputs).
+
+    It sits below autograd, so it sees the forward and the backward kernels that run on this thread (on CPU the
+    autograd engine runs the backward there), and calls made inside a kernel are not seen again: the times do
+    not overlap and add up to the time spent in ATen. Unlike ``torch.profiler`` it adds only a Python call per
+    operator; on the 2026-12-04 machine (docs/performance.md) the profiler stretched an iteration from 10.1 to
+    15.1 s and charged 973 ms to an element-wise op that takes 49 ms.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpTimer(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.stats: dict[tuple[str, tuple[str, ...]], list] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            t0 = time.perf_counter()
+            out = func(*args, **(kwargs or {}))
+            dt = time.perf_counter() - t0
+            key = (func.__name__.split(".")[0], tuple(d for d in map(_describe_input, args) if d)[:3])
+            entry = self.stats.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += dt
+            return out
+
+        def top(self, n: int, iterations: int) -> dict:
+            total = sum(sec for _, sec in self.stats.values())
+            rows = sorted(self.stats.items(), key=lambda kv: kv[1][1], reverse=True)[:n]
+            return {
+                "total_self_ms_per_iter": total * 1e3 / iterations,
+                "top": [{"operator": f"aten::{name}", "shapes": [], "inputs": list(inputs),
+                         "calls_per_iter": calls / iterations, "self_ms_per_iter": sec * 1e3 / iterations,
+                         "share": sec / total} for (name, inputs), (calls, sec) in rows],
+            }  # fmt: skip
+
+    return OpTimer()
+
+
 def run_train_case(
     task: str, steps: int, batch: int, crop: int, precision: str, weighting: str, keep_freed_memory: bool = True,
     channels_last: bool = True, profile_top: int = 0, reference: str | None = None, layouts: list[str] | None = None,
+    profiler: str = "dispatch",
 ) -> dict:
     """Time ``steps`` training iterations after one warm-up iteration (fresh trainer, random batches).
 
-    With ``profile_top`` > 0 the timed iterations run under :mod:`torch.profiler` and the result carries the
-    operators with the largest self CPU time, split by input shapes (``profile``); the profiler's overhead
-    makes ``seconds_per_iter`` of such a case a little slower than an unprofiled one. ``reference="released"``
+    With ``profile_top`` > 0 the timed iterations run under ``profiler`` — the dispatch-level timer
+    (:func:`_dispatch_timer`) or :mod:`torch.profiler` — and the result carries the operators with the largest
+    time, split by inputs (``profile``); either makes ``seconds_per_iter`` of such a case slower than an
+    unprofiled one (the timer a little, the profiler by up to half on the 2026-12-04 machine). ``reference="released"``
     times :func:`gifnet.reference.released_iteration` on the same trainer's model, batches and optimiser
     instead of gifnet's iteration (with the literal DenseNet kernel). ``layouts`` (values of
     :data:`gifnet.models.conv.WEIGHT_GRAD_LAYOUT`) times the same ``steps`` batches once per layout, the layouts
@@ -128,6 +191,8 @@ def run_train_case(
 
     if layouts and profile_top:
         raise ValueError("a training case is either profiled or times layouts, not both")
+    if profiler not in PROFILERS:
+        raise ValueError(f"profiler must be one of {list(PROFILERS)}, got {profiler!r}")
 
     overrides = [
         f"task={task}", f"train.batch_size={batch}", f"data.crop_size={crop}", f"precision={precision}",
@@ -154,10 +219,12 @@ def run_train_case(
         trace = [first]
         last = {}
         prof = None
-        if profile_top:
+        if profile_top and profiler == "torch":
             from torch.profiler import ProfilerActivity, profile
 
             prof = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
+        elif profile_top:
+            prof = _dispatch_timer()
         layout_seconds = None
         if layouts:
             import gifnet.models.conv as conv_mod
@@ -193,6 +260,7 @@ def run_train_case(
         "loss_trace": [{k: v for k, v in sc.items() if k.endswith("/total")} for sc in trace],
         "threads": torch.get_num_threads(), "channels_last": channels_last,
         **({"profile": _top_operators(prof, profile_top, steps)} if prof is not None else {}),
+        **({"profiler": profiler} if prof is not None else {}),
         **({"layout_seconds": layout_seconds} if layout_seconds is not None else {}),
     }  # fmt: skip
 
@@ -215,6 +283,8 @@ def _released_iteration(trainer):
 
 def _top_operators(prof, top: int, iterations: int) -> dict:
     """The ``top`` operators by self CPU time (split by input shapes), with their share of all self time."""
+    if hasattr(prof, "top"):  # the dispatch-level timer
+        return prof.top(top, iterations)
     rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in rows)
     rows.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -354,6 +424,8 @@ def run_benchmark(cfg) -> int:
         raise ValueError(f"mode must be fuse, train, profile, metrics or process, got {mode!r}")
     _train_cases(["fp32"], list(args["references"]))  # a bad reference name is an error before anything runs
     _check_layouts(list(args["layouts"]))
+    if args["profiler"] not in PROFILERS:
+        raise ValueError(f"profiler must be one of {list(PROFILERS)}, got {args['profiler']!r}")
     if mode == "metrics":
         return run_metrics_benchmark(args["paths"]["shared"], args["golden_set"], int(args["workers"]))
     if mode == "process":
@@ -388,19 +460,26 @@ def run_benchmark(cfg) -> int:
     elif mode == "profile":
         for task in args.tasks:
             for prec in args.precisions:
-                r = _subprocess("train", _train_payload(args, task, prec, profile_top=args.top), args.timeout)
+                r = _subprocess("train", _train_payload(args, task, prec, profile_top=args.top,
+                                                        profiler=args.profiler), args.timeout)
                 results.append(r)
                 if "error" in r:
                     print(f"# {task} {prec}: error: {r['error']}")
                     continue
                 prof = r["profile"]
-                print(f"\n# {task}, {prec}, batch {r['batch']} × {r['crop']}², {r['steps_per_iter']} steps per "
-                      f"iteration: {r['seconds_per_iter']:.2f} s/iter under the profiler, self CPU time "
-                      f"{prof['total_self_ms_per_iter']:.0f} ms per iteration (both threads' work counted once)")
-                print("| # | operator | input shapes | calls/iter | self ms/iter | share |")
+                if r["profiler"] == "torch":
+                    print(f"\n# {task}, {prec}, batch {r['batch']} × {r['crop']}², {r['steps_per_iter']} steps per "
+                          f"iteration: {r['seconds_per_iter']:.2f} s/iter under torch.profiler, self CPU time "
+                          f"{prof['total_self_ms_per_iter']:.0f} ms per iteration (both threads' work counted once)")
+                else:
+                    print(f"\n# {task}, {prec}, batch {r['batch']} × {r['crop']}², {r['steps_per_iter']} steps per "
+                          f"iteration: {r['seconds_per_iter']:.2f} s/iter under the dispatch timer, of which "
+                          f"{prof['total_self_ms_per_iter']:.0f} ms in ATen operators (wall time; inputs: shape, "
+                          "layout C/CL/S, dtype)")
+                print("| # | operator | inputs | calls/iter | ms/iter | share |")
                 print("|---|---|---|---|---|---|")
                 for i, op in enumerate(prof["top"], 1):
-                    shapes = ", ".join("×".join(str(d) for d in sh) for sh in op["shapes"])
+                    shapes = ", ".join(op.get("inputs") or ["×".join(str(d) for d in sh) for sh in op["shapes"]])
                     print(f"| {i} | `{op['operator']}` | {shapes} | {op['calls_per_iter']:g} | "
                           f"{op['self_ms_per_iter']:.0f} | {100 * op['share']:.1f} % |", flush=True)
     elif args.layouts:

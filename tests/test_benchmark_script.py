@@ -66,15 +66,56 @@ def test_train_benchmark_plain_reference_and_profile(tmp_path):
     # same seed, batches and weights: the released computation's losses are gifnet's up to round-off
     assert res[2]["loss_trace"][0] == pytest.approx(res[0]["loss_trace"][0], rel=1e-4)
     assert "released-step reference vs gifnet loss terms over 2 iterations" in stdout
-    stdout, res = _run(
-        ["mode=profile", *TINY_FP32_CASE, "steps=1", "top=4"], tmp_path
-    )
+    for profiler in ("dispatch", "torch"):
+        stdout, res = _run(
+            ["mode=profile", *TINY_FP32_CASE, "steps=1", "top=4", f"profiler={profiler}"], tmp_path
+        )
+        (r,) = res
+        assert r["profiler"] == profiler
+        top = r["profile"]["top"]
+        assert len(top) == 4 and all(op["operator"].startswith("aten::") and op["self_ms_per_iter"] > 0 for op in top)
+        shares = [op["share"] for op in top]
+        assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
+        assert "| 1 | `aten::" in stdout
+    # the dispatch timer's rows: the last run was torch's, so run it again as the default
+    stdout, res = _run(["mode=profile", *TINY_FP32_CASE, "steps=1", "top=30"], tmp_path)
     (r,) = res
-    top = r["profile"]["top"]
-    assert len(top) == 4 and all(op["operator"] and op["self_ms_per_iter"] > 0 for op in top)
-    shares = [op["share"] for op in top]
-    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
-    assert "| 1 | `" in stdout
+    assert r["profiler"] == "dispatch"
+    # wall times of non-overlapping calls: together at most the iteration's time
+    assert 0 < r["profile"]["total_self_ms_per_iter"] <= 1e3 * r["seconds_per_iter"]
+    ops = {op["operator"] for op in r["profile"]["top"]}
+    assert "aten::convolution_backward" in ops  # the backward is seen too
+    assert any(" CL fp32" in d for op in r["profile"]["top"] for d in op["inputs"])  # layout and dtype of inputs
+    assert "under the dispatch timer" in stdout
+
+
+def test_dispatch_timer_counts_every_call_once():
+    """The dispatch timer sees forward and backward calls, each once, keyed by inputs."""
+    import torch
+
+    from gifnet.benchmark import _dispatch_timer, _top_operators
+
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    timer = _dispatch_timer()
+    with timer:
+        for _ in range(2):
+            torch.nn.functional.conv2d(x, w).relu().sum().backward()
+    calls = {(name, inputs): n for (name, inputs), (n, _) in timer.stats.items()}
+    conv = [k for k in calls if k[0] == "convolution"]
+    assert conv and calls[conv[0]] == 2 and conv[0][1][0] == "2×3×8×8 CL fp32"
+    assert any(name == "convolution_backward" and n == 2 for (name, _), n in calls.items())
+    prof = _top_operators(timer, 3, 2)
+    assert len(prof["top"]) == 3 and prof["total_self_ms_per_iter"] > 0
+    assert prof["top"][0]["calls_per_iter"] >= 1
+
+
+def test_benchmark_rejects_an_unknown_profiler(tmp_path):
+    r = subprocess.run(
+        [sys.executable, SCRIPT, "mode=profile", "profiler=nsight"], capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert r.returncode != 0 and "profiler must be one of" in (r.stderr + r.stdout)
 
 
 def test_process_benchmark_times_both_whole_processes(shared, tmp_path):
