@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -52,6 +53,17 @@ def test_train_benchmark_rows_and_loss_comparison(tmp_path):
         assert r["steps_per_iter"] == 2 and r["seconds_per_iter"] > 0 and len(r["loss_trace"]) == 2
         assert set(r["losses"]) == {"ivif/total", "mfif/total"}
     assert "bf16 vs fp32 loss terms over 2 iterations" in stdout
+    assert " without the IVIF step (the random-weight DenseNet" in stdout  # the default weighting says so
+
+
+def test_loss_comparison_leaves_out_named_steps():
+    from gifnet.benchmark import _max_relative_difference
+
+    x = {"loss_trace": [{"ivif/total": 2.0, "mfif/total": 1.0}, {"ivif/total": 1.0, "mfif/total": 1.1}]}
+    y = {"loss_trace": [{"ivif/total": 1.0, "mfif/total": 1.0}, {"ivif/total": 1.0, "mfif/total": 1.0}]}
+    assert _max_relative_difference(x, y) == pytest.approx(1.0)
+    assert _max_relative_difference(x, y, skip=("ivif/",)) == pytest.approx(0.1)
+    assert math.isnan(_max_relative_difference(x, y, skip=("ivif/", "mfif/")))
 
 
 @pytest.mark.slow
