@@ -110,6 +110,11 @@ def run_fuse_case(
 PROFILERS = ("dispatch", "torch")
 
 
+def _check_profiler(name: str) -> None:
+    if name not in PROFILERS:
+        raise ValueError(f"profiler must be one of {list(PROFILERS)}, got {name!r}")
+
+
 def _describe_input(t) -> str | None:
     """``8×98×128×128 CL bf16``: shape, layout (C contiguous, CL channels-last, S other strides) and dtype."""
     import torch
@@ -191,8 +196,7 @@ def run_train_case(
 
     if layouts and profile_top:
         raise ValueError("a training case is either profiled or times layouts, not both")
-    if profiler not in PROFILERS:
-        raise ValueError(f"profiler must be one of {list(PROFILERS)}, got {profiler!r}")
+    _check_profiler(profiler)
 
     overrides = [
         f"task={task}", f"train.batch_size={batch}", f"data.crop_size={crop}", f"precision={precision}",
@@ -440,8 +444,7 @@ def run_benchmark(cfg) -> int:
         raise ValueError(f"mode must be fuse, train, profile, metrics or process, got {mode!r}")
     _train_cases(["fp32"], list(args["references"]))  # a bad reference name is an error before anything runs
     _check_layouts(list(args["layouts"]))
-    if args["profiler"] not in PROFILERS:
-        raise ValueError(f"profiler must be one of {list(PROFILERS)}, got {args['profiler']!r}")
+    _check_profiler(args["profiler"])
     if mode == "metrics":
         return run_metrics_benchmark(args["paths"]["shared"], args["golden_set"], int(args["workers"]))
     if mode == "process":
