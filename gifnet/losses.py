@@ -91,7 +91,7 @@ def _ssim_maps(x: Tensor, y: Tensor, window: Tensor, c1: float, c2: float) -> tu
     """Return the SSIM map and the contrast-structure (cs) map of 'valid' filtering with ``window``.
 
     The five local moments (x, y, x², y², xy) are filtered in one grouped convolution over their stack: per
-    channel the same weighted sums as five separate calls (equal values in the tests), but one backward call
+    channel the same weighted sums as five separate calls (equal up to round-off, tested), but one backward call
     instead of three. On CPU the backward of a single-channel 11×11 convolution is pathologically slow in
     oneDNN (93 ms against 4.4 ms grouped for the three maps at 8×1×128², docs/performance.md).
     """
