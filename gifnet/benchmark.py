@@ -263,8 +263,7 @@ def run_train_case(
         "losses": {k: round(v, 5) for k, v in last.items() if k.endswith("/total")},
         "loss_trace": [{k: v for k, v in sc.items() if k.endswith("/total")} for sc in trace],
         "threads": torch.get_num_threads(), "channels_last": channels_last,
-        **({"profile": _top_operators(prof, profile_top, steps)} if prof is not None else {}),
-        **({"profiler": profiler} if prof is not None else {}),
+        **({"profile": _top_operators(prof, profile_top, steps), "profiler": profiler} if prof is not None else {}),
         **({"layout_seconds": layout_seconds} if layout_seconds is not None else {}),
     }  # fmt: skip
 
@@ -486,15 +485,13 @@ def run_benchmark(cfg) -> int:
                     print(f"# {task} {prec}: error: {r['error']}")
                     continue
                 prof = r["profile"]
-                if r["profiler"] == "torch":
-                    print(f"\n# {task}, {prec}, batch {r['batch']} × {r['crop']}², {r['steps_per_iter']} steps per "
-                          f"iteration: {r['seconds_per_iter']:.2f} s/iter under torch.profiler, self CPU time "
-                          f"{prof['total_self_ms_per_iter']:.0f} ms per iteration (both threads' work counted once)")
-                else:
-                    print(f"\n# {task}, {prec}, batch {r['batch']} × {r['crop']}², {r['steps_per_iter']} steps per "
-                          f"iteration: {r['seconds_per_iter']:.2f} s/iter under the dispatch timer, of which "
-                          f"{prof['total_self_ms_per_iter']:.0f} ms in ATen operators (wall time; inputs: shape, "
-                          "layout C/CL/S, dtype)")
+                total = prof["total_self_ms_per_iter"]
+                detail = (f"under torch.profiler, self CPU time {total:.0f} ms per iteration (both threads' work "
+                          "counted once)" if r["profiler"] == "torch" else
+                          f"under the dispatch timer, of which {total:.0f} ms in ATen operators (wall time; inputs: "
+                          "shape, layout C/CL/S, dtype)")
+                print(f"\n# {task}, {prec}, batch {r['batch']} × {r['crop']}², {r['steps_per_iter']} steps per "
+                      f"iteration: {r['seconds_per_iter']:.2f} s/iter {detail}")
                 print("| # | operator | inputs | calls/iter | ms/iter | share |")
                 print("|---|---|---|---|---|---|")
                 for i, op in enumerate(prof["top"], 1):

@@ -294,7 +294,7 @@ def test_rln_meta_terms_equal_the_released_convolutions():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_rln_sample_mean_gradient_is_autograds_and_keeps_the_layout(dtype):
-    """RLN's per-sample mean: autograd's values and gradients, and a channels-last gradient stays channels-last."""
+    """RLN's per-sample mean: autograd's values and gradients, the gradient a broadcast view (no dense map)."""
     from gifnet.models.cfgm import RLN, sample_mean
 
     torch.manual_seed(4)
