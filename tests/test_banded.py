@@ -70,6 +70,8 @@ def test_banded_bf16_is_close_and_fp32_parts_restore_fp32():
     low = banded_fuse(m, a, b, precision="bf16")
     assert low.dtype == torch.float32
     assert 0 < (low - ref).abs().max() < 0.05
+    for parts in ((), ("dec",), ("mix",)):  # the G-Dec input in bfloat16 (stored exactly in the float32 buffer)
+        assert 0 < (banded_fuse(m, a, b, precision="bf16", fp32_parts=parts, band_pixels=200) - ref).abs().max() < 0.05
     same = banded_fuse(m, a, b, precision="bf16", fp32_parts=PARTS)
     assert (same - ref).abs().max() <= 1e-6
 
@@ -123,6 +125,26 @@ def test_full_resolution_buffers_are_pooled_per_size(monkeypatch):
     assert all(tuple(t.shape) == (12 * 16, m.fusion.dim) for t in banded._POOL.free)
     banded.release_buffers()
     assert not banded._POOL.free
+
+
+@pytest.mark.parametrize("kw, peak", [({}, 3), ({"dual_stream": False}, 2)], ids=["default", "single-stream"])
+def test_last_pass_maps_no_extra_buffer(monkeypatch, kw, peak):
+    """The G-Dec input map of the last pass lives in a buffer a block pass freed: a call maps as many full-resolution
+    buffers as its block passes hold at once (three with two streams, two with one) and no more."""
+    from gifnet import runtime
+    from gifnet.inference import banded
+
+    monkeypatch.setattr(runtime, "_applied", True)
+    banded.release_buffers()
+    maps = []
+    monkeypatch.setattr(banded.mmap, "mmap", lambda *args: maps.append(args) or bytearray(args[1]))
+    m = _perturbed(**kw)
+    a, b = _pair(21, 30)
+    with torch.no_grad():
+        ref = m(a, b)
+    assert (banded_fuse(m, a, b, band_pixels=200) - ref).abs().max() <= 1e-5
+    assert len(maps) == peak
+    banded.release_buffers()
 
 
 def test_bad_arguments():

@@ -447,23 +447,31 @@ class _Engine:
         convs[0] = SimpleNamespace(
             weight=torch.einsum("ockl,ci->oikl", convs[0].weight, m2), bias=convs[0].bias, padding=convs[0].padding
         )
+        # Two band sweeps, so that no band recomputes the unembedding and the S-Enc for the G-Dec's halo rows:
+        # (A) the G-Dec input z = relu(mix(S-Enc, unembed)) into a full-resolution buffer (the pool's free one:
+        # no extra memory), (B) the G-Dec on bands of z with its own halo.
+        zbuf = _POOL.take(hc * wc, dim, self.dev)
+        zmap = zbuf[: h * w]
+        for r0, r1 in self._bands(h, w):
+            u_lo, u_hi = max(0, r0 - 1), min(hc, r1 + 1)
+            g = self._cl(xf[u_lo * wc : u_hi * wc], u_hi - u_lo, wc)
+            g = self._conv(g, unembed, u_lo == 0, u_hi == hc, self.dt("unembed"))
+            g = g[:, :, r0 - u_lo - (0 if u_lo == 0 else 1) :][:, :, : r1 - r0, :w]
+            fm = self._mat(self._encode_rows(x0, r0, r1))
+            gm = self._mat(g.contiguous(memory_format=torch.channels_last))
+            dst = zmap[r0 * w : r1 * w]
+            for i in range(0, len(fm), _CHUNK):
+                sl = slice(i, i + _CHUNK)
+                zc = torch.mm(fm[sl].to(mdt), m1f, out=dst[sl] if mdt == dst.dtype else None)
+                zc.add_(gm[sl]).relu_()
+                if zc.dtype != dst.dtype:
+                    dst[sl] = zc  # exact: bfloat16 values are float32 values
+        _POOL.give(xf)
         halo = len(convs)
         out = torch.empty(1, 1, h, w, device=self.dev)
         for r0, r1 in self._bands(h, w):
-            z_lo, z_hi = max(0, r0 - halo), min(h, r1 + halo)
-            u_lo, u_hi = max(0, z_lo - 1), min(hc, z_hi + 1)
-            g = self._cl(xf[u_lo * wc : u_hi * wc], u_hi - u_lo, wc)
-            g = self._conv(g, unembed, u_lo == 0, u_hi == hc, self.dt("unembed"))
-            g = g[:, :, z_lo - u_lo - (0 if u_lo == 0 else 1) :][:, :, : z_hi - z_lo, :w]
-            f = self._encode_rows(x0, z_lo, z_hi)
-            fm, gm = self._mat(f), self._mat(g.contiguous(memory_format=torch.channels_last))
-            z = torch.empty(len(fm), dim, dtype=mdt, device=self.dev)
-            for i in range(0, len(fm), _CHUNK):
-                sl = slice(i, i + _CHUNK)
-                zc = torch.mm(fm[sl].to(mdt), m1f, out=z[sl])
-                zc.add_(gm[sl]).relu_()
-            x = self._cl(z, z_hi - z_lo, w)
-            c_lo, c_hi = z_lo, z_hi
+            c_lo, c_hi = max(0, r0 - halo), min(h, r1 + halo)
+            x = self._cl(zmap[c_lo * w : c_hi * w], c_hi - c_lo, w)
             for i, conv in enumerate(convs):
                 last = i == len(convs) - 1
                 top, bottom = c_lo == 0, c_hi == h
@@ -473,7 +481,7 @@ class _Engine:
                 c_lo, c_hi = c_lo + (0 if top else 1), c_hi - (0 if bottom else 1)
             x = x.float()[:, :, r0 - c_lo : r1 - c_lo]
             out[:, :, r0:r1] = torch.tanh(x) / 2 + 0.5
-        _POOL.give(xf)
+        _POOL.give(zbuf)
         return out
 
 
