@@ -339,6 +339,62 @@ def test_fmi_features(imgs) -> None:
         core.fmi(a, b, f, "sift")
 
 
+
+def _fmi_window(x: np.ndarray, y: np.ndarray) -> float:
+    """FMI_XY of one window pair written out with loops (x: source, y: fused; positions column-major)."""
+    if np.array_equal(x, y):
+        return 1.0
+    n = len(x)
+
+    def norm(w):
+        w = np.full(n, 1.0) if w.max() == w.min() else (w - w.min()) / (w.max() - w.min())
+        return w / w.sum()
+
+    p, q = norm(x), norm(y)
+    sxy = sum((p[i] - p.mean()) * (q[i] - q.mean()) for i in range(n))
+    c = 0.0 if sxy == 0 else sxy / math.sqrt(sum((p - p.mean()) ** 2) * sum((q - q.mean()) ** 2))
+    pos = np.arange(1, n + 1)
+    sd_p = math.sqrt(max(sum(pos**2 * p) - sum(pos * p) ** 2, 0.0))
+    sd_q = math.sqrt(max(sum(pos**2 * q) - sum(pos * q) ** 2, 0.0))
+    cp, cq = np.cumsum(p), np.cumsum(q)
+    up = np.array([[min(cq[i], cp[j]) for j in range(n)] for i in range(n)])
+    lo = np.array([[max(cq[i] + cp[j] - 1, 0.0) for j in range(n)] for i in range(n)])
+    prod = np.outer(cq, cp)
+    bound = up if c >= 0 else lo
+    cov = (bound - prod).sum()
+    weight = 0.0 if c == 0 or sd_p * sd_q == 0 else c / (cov / (sd_p * sd_q))
+    pad = np.zeros((n + 1, n + 1))
+    pad[1:, 1:] = bound
+    joint = np.array([[pad[i + 1, j + 1] - pad[i, j + 1] - pad[i + 1, j] + pad[i, j] for j in range(n)]
+                      for i in range(n)])  # fmt: skip
+    jpdf = weight * joint + (1 - weight) * np.outer(q, p)
+
+    def entropy(v):
+        return -sum(t * math.log2(t) for t in v.ravel() if t > 0)
+
+    mi = entropy(p) + entropy(q) - entropy(jpdf)
+    return 0.0 if mi == 0 else 2 * mi / (entropy(p) + entropy(q))
+
+
+def test_fmi_equals_the_written_out_window_formula() -> None:
+    """The vectorised FMI (windows batched along the last axis, the fused image's part shared by both sources)
+    equals the per-window formula written out with loops, on windows that take every branch: equal to the fused
+    window, constant, negatively and positively correlated."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (9, 11)).astype(np.float64)
+    b = np.round(255 - a * 0.6 + rng.normal(0, 20, a.shape))  # mostly negative correlation with a
+    f = np.round((a + rng.integers(0, 256, a.shape)) / 2)
+    f[:4, :4] = a[:4, :4]  # windows equal to A's
+    a[5:, 7:] = 40.0  # constant windows
+    order = np.arange(9).reshape(3, 3).T.ravel()
+
+    def windows(x):
+        return [x[r : r + 3, c : c + 3].ravel()[order] for r in range(x.shape[0] - 2) for c in range(x.shape[1] - 2)]
+
+    want = np.mean([(_fmi_window(wa, wf) + _fmi_window(wb, wf)) / 2
+                    for wa, wb, wf in zip(windows(a), windows(b), windows(f))])  # fmt: skip
+    assert core.fmi(a, b, f, "none") == pytest.approx(want, rel=1e-12)
+
 def test_phase_congruency_metric_ordering(imgs) -> None:
     a, b, f = imgs
     # the reference masks the source feature maps but not the fused one, so a copy scores < 1

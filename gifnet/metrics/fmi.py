@@ -58,58 +58,66 @@ def _fmi_features(x: np.ndarray, feature: str) -> np.ndarray:
     raise ValueError(f"unknown FMI feature {feature!r}; valid: none, gradient, edge, dct, wavelet")
 
 
-def _fmi_pair(xw: np.ndarray, fw: np.ndarray) -> np.ndarray:
-    """FMI_XF for a batch of windows, ``xw``/``fw`` of shape (K, L) (L = w*w positions)."""
-    k_, l_ = xw.shape
-    same = np.all(xw == fw, axis=1)
-
-    def norm(w):
-        lo = w.min(axis=1, keepdims=True)
-        hi = w.max(axis=1, keepdims=True)
-        const = hi == lo
-        out = np.where(const, 1.0, (w - lo) / np.where(const, 1.0, hi - lo))
-        return out / out.sum(axis=1, keepdims=True)
-
-    p = norm(xw)
-    q = norm(fw)
-    pc = np.cumsum(p, axis=1)
-    qc_ = np.cumsum(q, axis=1)
-    pt = p - p.mean(axis=1, keepdims=True)
-    qt = q - q.mean(axis=1, keepdims=True)
-    sxy = np.sum(pt * qt, axis=1)
+def _fmi_side(w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One image's part of FMI for a batch of windows ``w`` (L × K: a window per column, L = w*w positions):
+    the normalised window (min 0, sum 1; constant windows uniform), its CDF, centred values and their sum of
+    squares, the standard deviation of the position under it and its entropy (bits)."""
+    lo = w.min(axis=0)
+    hi = w.max(axis=0)
+    const = hi == lo
+    p = np.where(const, 1.0, (w - lo) / np.where(const, 1.0, hi - lo))
+    p = p / p.sum(axis=0)
+    pt = p - p.mean(axis=0)
+    idx = np.arange(1, w.shape[0] + 1, dtype=np.float64)[:, None]
+    sd = np.sqrt(np.maximum(np.sum(idx**2 * p, axis=0) - np.sum(idx * p, axis=0) ** 2, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(sxy == 0, 0.0, sxy / np.sqrt(np.sum(pt * pt, axis=1) * np.sum(qt * qt, axis=1)))
-    idx = np.arange(1, l_ + 1, dtype=np.float64)
-    psd = np.sqrt(np.maximum(np.sum(idx**2 * p, axis=1) - np.sum(idx * p, axis=1) ** 2, 0.0))
-    qsd = np.sqrt(np.maximum(np.sum(idx**2 * q, axis=1) - np.sum(idx * q, axis=1) ** 2, 0.0))
-    # bivariate bounds on CDFs: F_i (fused, rows i) and A_j (source, cols j)
-    fi = qc_[:, :, None]
-    aj = pc[:, None, :]
+        h = -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=0)
+    return p, np.cumsum(p, axis=0), pt, np.sum(pt * pt, axis=0), sd, h
+
+
+def _fmi_pair(xw: np.ndarray, fw: np.ndarray, xs: tuple[np.ndarray, ...], fs: tuple[np.ndarray, ...]) -> np.ndarray:
+    """FMI_XF of a batch of windows (``xw``, ``fw``: L × K, a window per column; ``xs``, ``fs``: their
+    :func:`_fmi_side`). Windows run along the last, contiguous axis so that every L × L array operation is one
+    vectorised loop over the batch (1.6× the speed of a window per row, the same values)."""
+    p, pc, pt, pp, psd, hp = xs
+    q, qc_, qt, qq, qsd, hq = fs
+    l_ = p.shape[0]
+    same = np.all(xw == fw, axis=0)
+    sxy = np.sum(pt * qt, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(sxy == 0, 0.0, sxy / np.sqrt(pp * qq))
+    # bivariate bounds on CDFs: F_i (fused, axis 0) and A_j (source, axis 1)
+    fi = qc_[:, None, :]
+    aj = pc[None, :, :]
     up = np.minimum(fi, aj)
     lo = np.maximum(fi + aj - 1.0, 0.0)
     prod = fi * aj
-    cov_up = np.sum(up - prod, axis=(1, 2))
-    cov_lo = np.sum(lo - prod, axis=(1, 2))
+    cov_up = np.sum(up - prod, axis=(0, 1))
+    cov_lo = np.sum(lo - prod, axis=(0, 1))
     sdp = qsd * psd
     with np.errstate(divide="ignore", invalid="ignore"):
         phi = np.where((c == 0) | (sdp == 0), 0.0, c / (cov_up / sdp))
         theta = np.where(sdp == 0, 0.0, c / (cov_lo / sdp))
     pos = c >= 0
-    bound = np.where(pos[:, None, None], up, lo)
-    wgt = np.where(pos, phi, theta)[:, None, None]
+    wgt = np.where(pos, phi, theta)
     # joint PDF: finite differences of the bound CDF
-    bpad = np.pad(bound, ((0, 0), (1, 0), (1, 0)))
-    jb = bpad[:, 1:, 1:] - bpad[:, :-1, 1:] - bpad[:, 1:, :-1] + bpad[:, :-1, :-1]
-    jpdf = wgt * jb + (1 - wgt) * q[:, :, None] * p[:, None, :]
+    bpad = np.zeros((l_ + 1, l_ + 1, p.shape[1]))
+    bpad[1:, 1:] = np.where(pos, up, lo)
+    jb = bpad[1:, 1:] - bpad[:-1, 1:] - bpad[1:, :-1] + bpad[:-1, :-1]
+    jpdf = wgt * jb + (1 - wgt) * q[:, None, :] * p[None, :, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(jpdf > 0, -jpdf * np.log2(np.where(jpdf > 0, jpdf, 1.0)), 0.0)
-    hj = terms.sum(axis=(1, 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hp = -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=1)
-        hq = -np.sum(np.where(q > 0, q * np.log2(np.where(q > 0, q, 1.0)), 0.0), axis=1)
-        mi_ = hp + hq - hj
+        mi_ = hp + hq - terms.sum(axis=(0, 1))
         res = np.where(mi_ == 0, 0.0, 2 * mi_ / (hp + hq))
     return np.where(same, 1.0, res)
+
+
+def _fmi_map(va: np.ndarray, vb: np.ndarray, vf: np.ndarray) -> np.ndarray:
+    """``(FMI_AF + FMI_BF) / 2`` of a batch of windows (K × L each, a window per row); the fused image's part
+    is computed once for both sources."""
+    a, b, f = (np.ascontiguousarray(v.T) for v in (va, vb, vf))
+    fs = _fmi_side(f)
+    return (_fmi_pair(a, f, _fmi_side(a), fs) + _fmi_pair(b, f, _fmi_side(b), fs)) / 2.0
 
 
 def fmi(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "none", w: int = 3) -> float:
@@ -128,10 +136,10 @@ def fmi(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "none", w: i
     order = np.arange(w * w).reshape(w, w).T.ravel()
     va, vb, vf = va[:, order], vb[:, order], vf[:, order]
     total = 0.0
-    chunk, sub = 20000, 1024  # windows per partial sum / per vectorised batch (its K x w^2 x w^2 arrays fit in L2)
+    chunk, sub = 20000, 1024  # windows per partial sum / per vectorised batch (its w^2 x w^2 x K arrays fit in L2)
     for s in range(0, va.shape[0], chunk):
         e = min(s + chunk, va.shape[0])
-        m_af = np.concatenate([_fmi_pair(va[i : min(i + sub, e)], vf[i : min(i + sub, e)]) for i in range(s, e, sub)])
-        m_bf = np.concatenate([_fmi_pair(vb[i : min(i + sub, e)], vf[i : min(i + sub, e)]) for i in range(s, e, sub)])
-        total += float(np.sum((m_af + m_bf) / 2.0))
+        m = np.concatenate([_fmi_map(va[i : min(i + sub, e)], vb[i : min(i + sub, e)], vf[i : min(i + sub, e)])
+                            for i in range(s, e, sub)])  # fmt: skip
+        total += float(np.sum(m))
     return total / va.shape[0]
