@@ -395,10 +395,45 @@ def test_fmi_equals_the_written_out_window_formula() -> None:
                     for wa, wb, wf in zip(windows(a), windows(b), windows(f))])  # fmt: skip
     assert core.fmi(a, b, f, "none") == pytest.approx(want, rel=1e-12)
 
+
 def test_phase_congruency_metric_ordering(imgs) -> None:
     a, b, f = imgs
     # the reference masks the source feature maps but not the fused one, so a copy scores < 1
     assert 0 < core.qp(a, b, f) < core.qp(a, a, a) <= 1.0 + 1e-9
+
+
+def test_qp_computes_the_sources_part_once(imgs, monkeypatch) -> None:
+    """Scoring a second method against the same sources reuses their phase congruency (cached by content,
+    read-only): 4 phase-congruency computations for two methods instead of 6, and the same values."""
+    from gifnet.metrics import _memo, phase
+
+    a, b, f = imgs
+    g = np.round(0.7 * f + 0.3 * a)
+    want = [core.qp(a.copy(), b.copy(), x) for x in (f, g)]
+    monkeypatch.setattr(_memo, "_MEMO", {})
+    calls = []
+    real = phase.phase_congruency
+    monkeypatch.setattr(phase, "phase_congruency", lambda x: calls.append(x) or real(x))
+    assert [core.qp(a, b, x) for x in (f, g)] == want
+    assert len(calls) == 4
+    pc, _, _ = _memo._MEMO[next(iter(_memo._MEMO))]
+    with pytest.raises(ValueError, match="read-only"):
+        pc[0, 0] = 0.0
+
+
+def test_memo_keeps_within_its_byte_budget(monkeypatch) -> None:
+    """Oldest entries go first once the arrays held would pass the budget; a value above it is not kept."""
+    from gifnet.metrics import _memo
+
+    monkeypatch.setattr(_memo, "_MEMO", {})
+    monkeypatch.setattr(_memo, "_MEMO_BYTES", 3 * 800)
+    xs = [np.full((10, 10), float(i)) for i in range(4)]  # 800 bytes each
+    for x in xs:
+        assert _memo._memo("t", x, lambda v: v * 2)[0, 0] == 2 * x[0, 0]
+    assert [k[3] for k in _memo._MEMO] == [hash(x.tobytes()) for x in xs[1:]]
+    big = np.zeros((40, 40))
+    assert _memo._memo("t", big, lambda v: v + 1).shape == (40, 40)
+    assert len(_memo._MEMO) == 3  # not kept, nothing evicted for it
 
 
 # ---------------------------------------------------------------- pansharpening

@@ -12,6 +12,7 @@ from scipy.signal import fftconvolve
 from gifnet.metrics._matlab import (
     fspecial_gaussian,
 )
+from gifnet.metrics._memo import _memo
 
 _PC_NSCALE, _PC_NORIENT = 4, 6
 
@@ -156,10 +157,19 @@ def _qp_corr(i1, i2, imax, imf, m1, m2, m3) -> float:
     return float(np.sum(result) / np.sum(m3))
 
 
+def _source_phase_congruency(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`phase_congruency` of a source image, read-only: cached by content (``_memo``), so that scoring more
+    methods (checkpoints, published methods) against the same sources computes the sources' part once."""
+    out = phase_congruency(x)
+    for t in out:
+        t.setflags(write=False)
+    return out
+
+
 def qp(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     """Qp (Zhao et al.), Liu's ``metricZhao.m`` as in MEFB: phase congruency and its moments."""
-    pc1, bm1, sm1 = phase_congruency(a)
-    pc2, bm2, sm2 = phase_congruency(b)
+    pc1, bm1, sm1 = _memo("pc", a, _source_phase_congruency)
+    pc2, bm2, sm2 = _memo("pc", b, _source_phase_congruency)
     pcf, bmf, smf = phase_congruency(f)
     mask = pc1 > pc2
     pc_max = np.where(mask, pc1, pc2)
