@@ -112,10 +112,9 @@ def _fmi_pair(xw: np.ndarray, fw: np.ndarray, xs: tuple[np.ndarray, ...], fs: tu
     return np.where(same, 1.0, res)
 
 
-def _fmi_map(va: np.ndarray, vb: np.ndarray, vf: np.ndarray) -> np.ndarray:
-    """``(FMI_AF + FMI_BF) / 2`` of a batch of windows (K × L each, a window per row); the fused image's part
+def _fmi_map(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """``(FMI_AF + FMI_BF) / 2`` of a batch of windows (L × K each, a window per column); the fused image's part
     is computed once for both sources."""
-    a, b, f = (np.ascontiguousarray(v.T) for v in (va, vb, vf))
     fs = _fmi_side(f)
     return (_fmi_pair(a, f, _fmi_side(a), fs) + _fmi_pair(b, f, _fmi_side(b), fs)) / 2.0
 
@@ -129,17 +128,17 @@ def fmi(a: np.ndarray, b: np.ndarray, f: np.ndarray, feature: str = "none", w: i
     bound (the reference's jpdf of the negative-c branch is ``jpdf`` from the lower bound).
     """
     fa, fb, ff = (_fmi_features(np.asarray(x, dtype=np.float64), feature) for x in (a, b, f))
-    va = sliding_window_view(fa, (w, w)).reshape(-1, w * w)
-    vb = sliding_window_view(fb, (w, w)).reshape(-1, w * w)
-    vf = sliding_window_view(ff, (w, w)).reshape(-1, w * w)
-    # MATLAB linear indexing is column-major inside the window: reorder positions accordingly
+    # MATLAB linear indexing is column-major inside the window: reorder positions accordingly; one window per
+    # column (the layout _fmi_pair computes in), built once per image
     order = np.arange(w * w).reshape(w, w).T.ravel()
-    va, vb, vf = va[:, order], vb[:, order], vf[:, order]
+    va, vb, vf = (np.ascontiguousarray(sliding_window_view(x, (w, w)).reshape(-1, w * w)[:, order].T)
+                  for x in (fa, fb, ff))  # fmt: skip
+    n = va.shape[1]
     total = 0.0
     chunk, sub = 20000, 1024  # windows per partial sum / per vectorised batch (its w^2 x w^2 x K arrays fit in L2)
-    for s in range(0, va.shape[0], chunk):
-        e = min(s + chunk, va.shape[0])
-        m = np.concatenate([_fmi_map(va[i : min(i + sub, e)], vb[i : min(i + sub, e)], vf[i : min(i + sub, e)])
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        m = np.concatenate([_fmi_map(va[:, i : min(i + sub, e)], vb[:, i : min(i + sub, e)], vf[:, i : min(i + sub, e)])
                             for i in range(s, e, sub)])  # fmt: skip
         total += float(np.sum(m))
-    return total / va.shape[0]
+    return total / n
