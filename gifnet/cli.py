@@ -50,15 +50,17 @@ def _train(cfg) -> int:
 
     log = _log("train")
     run_dir = HydraConfig.get().runtime.output_dir
+    finished = False
     try:
         if cfg.get("resume"):
             cfg = restore_run_config(cfg, run_dir, list(HydraConfig.get().overrides.task))
         summary = Trainer(cfg, run_dir).fit()
+        finished = True
     except (NonFiniteLossError, SettingError, ResumeMismatchError, CheckpointError, DataError) as e:
         log.error("%s", e)  # a bad setting or input, or a diverged run: one readable line, no traceback
         return 2
     finally:
-        cleanup()
+        cleanup(synchronize=finished)
     log.info("done: %s", summary)
     return 0
 
@@ -304,7 +306,12 @@ def run_command(name: str, argv: Sequence[str]) -> int:
         hydra.main(config_path=str(root_of(cmd.config)), config_name=cmd.config, version_base="1.3")(task)()
     finally:
         sys.argv = saved
-    return max(codes, default=0)
+    code = max(codes, default=0)
+    if name in ("train", "study"):  # under torchrun: leave without the finalisation that can abort (see there)
+        from gifnet.engine.distributed import exit_after_distributed_run
+
+        exit_after_distributed_run(code)
+    return code
 
 
 def usage() -> str:

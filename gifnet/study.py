@@ -684,7 +684,7 @@ def run_study(
             failed.append(f"{run.variant}/seed{run.seed}")
     from gifnet.engine.distributed import cleanup
 
-    cleanup()
+    cleanup(synchronize=True)  # every rank got here: the run loop records failures and goes on
     if rank != 0:
         return {"trained": trained, "failed": failed}
     paths = _evaluate_and_tabulate(study, eval_overrides)

@@ -251,6 +251,31 @@ def test_ddp_two_processes_match_one_process(tmp_path):
         assert torch.allclose(a, b, atol=1e-5, rtol=0), (k, (a - b).abs().max())
 
 
+
+def test_exit_after_distributed_run_flushes_and_keeps_the_code(tmp_path):
+    """After a process group was used: buffered output and log lines reach their files, the code is kept.
+
+    Without a process group it returns (one-process runs and this test process end normally).
+    """
+    from gifnet.engine.distributed import exit_after_distributed_run
+
+    assert exit_after_distributed_run(0) is None  # no process group in this process: a no-op
+    log = tmp_path / "run.log"
+    code = (
+        "import logging, sys\n"
+        "import gifnet.engine.distributed as d\n"
+        f"logging.basicConfig(filename={str(log)!r}, level=logging.INFO)\n"
+        "logging.getLogger('x').info('last line')\n"
+        "sys.stdout.write('unflushed')\n"
+        "d._USED = True\n"
+        "d.exit_after_distributed_run(3)\n"
+        "print('not reached')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == "unflushed"
+    assert "last line" in log.read_text()
+
 @pytest.mark.slow
 def test_short_real_run_lowers_every_loss(shared, tmp_path):
     """A short CPU run on real LLVIP pairs lowers every loss term, measured on one fixed batch before/after."""
