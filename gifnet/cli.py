@@ -307,10 +307,9 @@ def run_command(name: str, argv: Sequence[str]) -> int:
     finally:
         sys.argv = saved
     code = max(codes, default=0)
-    if name in ("train", "study"):  # under torchrun: leave without the finalisation that can abort (see there)
-        from gifnet.engine.distributed import exit_after_distributed_run
-
-        exit_after_distributed_run(code)
+    distributed = sys.modules.get("gifnet.engine.distributed")  # loaded only by a job that may have used one
+    if distributed is not None:
+        distributed.exit_after_distributed_run(code)  # a process that used a process group leaves here
     return code
 
 

@@ -73,12 +73,9 @@ def cleanup(synchronize: bool = False) -> None:
 
     ``synchronize=True`` is for a run that ended normally on every rank: the ranks meet at a barrier first, so
     none tears its connections down while another is still finishing (rank 0 writes the summary and the last
-    checkpoint while the others are already done). Without it, a rank that reached the teardown first was
-    seen, about once in 40-90 runs of two CPU ranks on a loaded machine, to abort with ``terminate called
-    without an active exception`` after the run had finished. After an error the barrier is left out: the
-    other ranks may be inside a collective, and a mismatched barrier would hang or abort there instead.
-    The barrier narrowed the teardown race but did not close it (an abort after the run was still seen once
-    in 54 runs, in the interpreter's finalisation): see :func:`exit_after_distributed_run`.
+    checkpoint). After an error the barrier is left out: the other ranks may be inside a collective, and a
+    mismatched barrier would hang or abort there. The process still leaves through
+    :func:`exit_after_distributed_run` (the barrier alone did not stop the abort at exit described there).
     """
     if dist.is_available() and dist.is_initialized():
         if synchronize:
