@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -397,6 +398,7 @@ def test_metric_workers_give_the_same_result(bench):
     serial = evaluate(bench["ckpt"], "all", out=bench["out"] / "serial", workers=0, **kw)
     pooled = evaluate(bench["ckpt"], "all", out=bench["out"] / "pooled", workers=2, **kw)
     assert pooled.workers == 2 and serial.workers == 0
+    assert pooled.worker_nice == 19 and serial.worker_nice == 0  # the default; no workers, nothing niced
     assert pooled.values == serial.values and _scored(pooled) == _scored(serial)
     assert {(f.method, f.image) for f in pooled.failures} == {("Flat", "p1"), ("Flat", "p2")}
     for name in ("per_image.csv", "summary.csv", "summary.md", "failures.csv"):
@@ -405,6 +407,22 @@ def test_metric_workers_give_the_same_result(bench):
         assert timeless[0] == timeless[1], name
     with pytest.raises(ValueError, match="workers must be 'auto' or an integer >= 0"):
         evaluate(bench["ckpt"], "all", out=bench["out"] / "bad", workers=-1, **kw)
+    for bad in (-1, 20, True, "19"):
+        with pytest.raises(ValueError, match="worker_nice must be an integer from 0 to 19"):
+            evaluate(bench["ckpt"], "all", out=bench["out"] / "bad", workers=2, worker_nice=bad, **kw)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no process niceness on this platform")
+@pytest.mark.parametrize("nice", [0, 7, 19])
+def test_metric_workers_run_below_the_fusion_priority(nice):
+    """The workers' niceness is the parent's plus ``nice`` (the kernel caps it at 19); the parent's is unchanged."""
+    from gifnet.evaluation.jobs import MetricPool
+
+    before = os.nice(0)
+    with MetricPool(1, nice) as pool:
+        assert pool._pool is not None
+        assert pool._pool.submit(os.nice, 0).result() == min(19, before + nice)
+    assert os.nice(0) == before
 
 
 def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog):
@@ -454,9 +472,13 @@ def test_timings_are_reported(bench):
     cfg = load_eval_config(_args(bench, "eval=toy_ivif", "workers=0"))
     res = evaluate_from_config(cfg)
     t = json.loads((bench["out"] / "timings.json").read_text())
-    assert t["workers"] == 0 and t["seconds"] == pytest.approx(res.seconds)
+    assert t["workers"] == 0 and t["worker_nice"] == 0 and t["seconds"] == pytest.approx(res.seconds)
     d = t["datasets"]["toy_ivif"]
     assert d["images"] == 3 and d["fusion"] > 0 and set(d["per_metric"]) == {"EN", "SD", "MSE"}
     assert d["metrics"] == pytest.approx(sum(d["per_metric"].values()))
     with pytest.raises(ValueError, match="cache must be true or false"):
         evaluate_from_config(load_eval_config(_args(bench, "eval=toy_ivif", "cache=maybe")))
+    cfg = load_eval_config(_args(bench, "eval=toy_ivif", "workers=1", "worker_nice=5"))
+    res = evaluate_from_config(cfg)
+    assert res.workers == 1 and res.worker_nice == 5
+    assert json.loads((bench["out"] / "timings.json").read_text())["worker_nice"] == 5

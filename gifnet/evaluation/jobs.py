@@ -4,6 +4,8 @@
   processes (``workers=N``), so that the metrics of one image run while the next image fuses and the metrics of
   many methods (published methods' files) use every core; ``workers=0`` runs them in this process. The values
   are the same either way (the same function on the same files), and results come back in submission order.
+  The workers run at a lower scheduling priority (``nice``): the fusion's threads keep the cores and the
+  metrics take the time they leave (see :func:`check_nice`).
 - :class:`FusedCache` keeps every fused output under a key made of the checkpoint file's SHA-256, the fusion
   settings, the fusion code and torch version, and the SHA-256 of the source files: evaluating the same checkpoint
   again (re-scoring, adding published methods, another metric list) reads its fused files instead of fusing.
@@ -28,8 +30,8 @@ from gifnet.paths import sha256_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FusedCache", "MetricPool", "default_cache_dir", "failure", "fusion_code_digest", "resolve_workers",
-           "score_file"]
+__all__ = ["FusedCache", "MetricPool", "check_nice", "default_cache_dir", "failure", "fusion_code_digest",
+           "resolve_workers", "score_file"]
 
 _SOURCES: OrderedDict[str, Any] = OrderedDict()  # per process: the last few source images read (path -> array)
 
@@ -66,10 +68,13 @@ def score_file(convention: str, a_path: str, b_path: str, f_path: str, metrics: 
     return {"values": [(k, v.value, bool(v.roundoff)) for k, v in vals.items()], "timings": timings, "read": read}
 
 
-def _init_worker() -> None:
-    """One thread per worker process: the workers share the cores with each other and with the fusion."""
+def _init_worker(nice: int) -> None:
+    """One thread per worker process, ``nice`` added to its niceness: the workers share the cores with each other
+    and, below the fusion's priority, with the fusion."""
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[k] = "1"
+    if nice and hasattr(os, "nice"):  # Unix; elsewhere the workers keep the parent's priority
+        os.nice(nice)
     try:
         import cv2
 
@@ -88,6 +93,18 @@ def resolve_workers(workers: int | str, n_images: int) -> int:
     return workers
 
 
+def check_nice(nice: int) -> int:
+    """The niceness added to the metric workers, validated: an integer from 0 (the fusion's priority) to 19.
+
+    At the fusion's priority the workers take time slices from the fusion's OpenMP threads, and a thread that
+    loses its slice leaves the others waiting at the next barrier: the fusion slows by far more than the time the
+    metrics take (docs/performance.md, "2026-12-07": MEFB + Lytro 377-385 s at 0, 302 s at 19, the same values).
+    """
+    if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
+        raise ValueError(f"worker_nice must be an integer from 0 to 19, got {nice!r}")
+    return nice
+
+
 class _Done:
     """A finished result with the interface of a :class:`concurrent.futures.Future` (``workers=0``)."""
 
@@ -104,16 +121,19 @@ def failure(reason: str) -> _Done:
 
 
 class MetricPool:
-    """Scores fused files in ``workers`` processes (0: at once, in this process); ``submit`` returns a future."""
+    """Scores fused files in ``workers`` processes (0: at once, in this process) at niceness +``nice`` (0-19);
+    ``submit`` returns a future."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, nice: int = 19):
         self.workers = workers
+        self.nice = check_nice(nice)
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
             import multiprocessing as mp
 
             # spawn, not fork: forking a process whose torch/OpenMP threads are running is unsafe
-            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+            self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                             initargs=(self.nice,))
 
     def submit(self, *args: Any) -> Future | _Done:
         if self._pool is None:

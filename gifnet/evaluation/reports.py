@@ -328,7 +328,8 @@ def write_reports(result: EvalResult, out: str | Path) -> dict[str, Path]:
         _csv_text(["section", "dataset", "task", "convention", "method", "metric", "better", "n", "mean", "std",
                    "best", "second", "rank", "roundoff", "avg_rank"], rows),
     )  # fmt: skip
-    timings = {"seconds": result.seconds, "workers": result.workers, "cache": result.cache,
+    timings = {"seconds": result.seconds, "workers": result.workers, "worker_nice": result.worker_nice,
+               "cache": result.cache,
                "datasets": {d: {**t, "images": len(result.images.get(d, [])),
                                 "per_metric": result.metric_seconds.get(d, {})} for d, t in result.timings.items()}}
     paths["timings"] = _write_text_atomic(out / "timings.json", json.dumps(timings, indent=1) + "\n")

@@ -52,6 +52,7 @@ class EvalResult:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {"fusion"|"metrics"|"read": s}
     metric_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {metric: s}
     workers: int = 0
+    worker_nice: int = 0
     cache: dict[str, object] = field(default_factory=dict)  # dir, hits, misses
 
     def seen(self, spec: DatasetSpec) -> bool:
@@ -183,6 +184,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     workers: int | str = 0,
     metrics: dict[str, Sequence[str]] | None = None,
+    worker_nice: int = 19,
 ) -> EvalResult:
     """Fuse and score every selected dataset, then write the reports (see :func:`write_reports`).
 
@@ -208,6 +210,8 @@ def evaluate(
             cache): a checkpoint's outputs are fused once per checkpoint file, settings, code and source files.
         workers: processes that compute the metrics while the next image fuses (``"auto"``: every core for 8 or
             more images; 0: in this process). Values do not depend on it.
+        worker_nice: niceness added to the worker processes (0-19, :func:`gifnet.evaluation.jobs.check_nice`):
+            the fusion keeps the cores, the metrics take the time it leaves. Values do not depend on it.
         metrics: ``{dataset: [metric, ...]}`` overriding datasets' metric lists (when ``datasets`` is a string).
 
     Missing or unreadable fused files, size mismatches and metric errors become per-image :class:`Failure` s
@@ -267,7 +271,7 @@ def evaluate(
     cache = FusedCache(cache_dir)
     n_workers = resolve_workers(workers, sum(len(p) for _, p in jobs))
     pending: list[tuple[str, str, str, Path | None, object]] = []  # dataset, method, image, file, result/future
-    with MetricPool(n_workers) as pool:
+    with MetricPool(n_workers, worker_nice) as pool:
         for spec, pairs in jobs:
             fusers = {n: Fuser(model, task=spec.task, color_mode=color_mode, device=device, precision=precision)
                       for n, (model, _) in models.items()}  # fmt: skip
@@ -327,8 +331,8 @@ def evaluate(
                 per_metric[k] = per_metric.get(k, 0.0) + t
             result.timings[ds]["metrics"] += sum(r["timings"].values())
             result.timings[ds]["read"] += r["read"]
-    result.workers, result.cache = n_workers, {"dir": None if cache.dir is None else str(cache.dir),
-                                               "hits": cache.hits, "misses": cache.misses}  # fmt: skip
+    result.workers, result.worker_nice = n_workers, worker_nice if n_workers else 0
+    result.cache = {"dir": None if cache.dir is None else str(cache.dir), "hits": cache.hits, "misses": cache.misses}
     for spec in datasets:
         t = result.timings.get(spec.name, {})
         log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s (summed over %s), reading %.1f s", spec.name,
@@ -390,5 +394,6 @@ def evaluate_from_config(cfg) -> EvalResult:
         progress=bool(c["progress"]), checkpoints=extra, peers=bool(c["peers"]), figure=bool(c["figure"]),
         figure_image=c["figure_image"], figure_top=int(c["figure_top"]),
         cache_dir=(c["cache_dir"] or default_cache_dir()) if c["cache"] else None, workers=c["workers"],
-        metrics=metrics, data_root=c["paths"]["data_root"], datasets_dir=c["datasets_dir"],
+        worker_nice=c["worker_nice"], metrics=metrics, data_root=c["paths"]["data_root"],
+        datasets_dir=c["datasets_dir"],
     )  # fmt: skip
