@@ -357,11 +357,11 @@ def test_any_per_image_error_is_recorded_and_the_evaluation_goes_on(bench, monke
             raise RuntimeError("decoder exploded")  # not a ValueError/OSError
         return real_fuse(fuser, pa, pb)
 
-    def compute(convention, a, b, f, metrics, timings=None):
+    def compute(convention, a, b, f, metrics, **kw):
         if getattr(compute, "n", 0) == 0:  # the first image that reaches the metrics
             compute.n = 1
             raise ZeroDivisionError("flat window")
-        return real_compute(convention, a, b, f, metrics, timings=timings)
+        return real_compute(convention, a, b, f, metrics, **kw)
 
     monkeypatch.setattr(ev, "_fuse_one", fuse)
     monkeypatch.setattr(metrics_mod, "compute_checked", compute)
@@ -423,6 +423,46 @@ def test_metric_workers_run_below_the_fusion_priority(nice):
         assert pool._pool is not None
         assert pool._pool.submit(os.nice, 0).result() == min(19, before + nice)
     assert os.nice(0) == before
+
+
+def test_busy_machine_hint(monkeypatch, caplog):
+    """Beside other busy processes, niced workers would wait for them: the pool says so and names the setting."""
+    import gifnet.evaluation.jobs as jobs
+
+    cores = os.cpu_count() or 1
+    for load, nice, warned in ((cores, 19, True), (cores, 0, False), (0.0, 19, False)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (float(load), 0.0, 0.0), raising=False)
+        caplog.clear()
+        with jobs.MetricPool(1, nice):
+            pass
+        assert any("worker_nice=0" in r.message for r in caplog.records) is warned, (load, nice)
+
+
+def test_worker_jobs_are_timed_in_cpu_seconds(monkeypatch, tmp_path):
+    """In this process a job's seconds are wall time; in a worker (below the fusion's priority, where it waits for
+    the CPU) they are CPU time, so a wait is not counted as the metric's cost."""
+    import time as _time
+
+    import cv2
+
+    import gifnet.evaluation.jobs as jobs
+    import gifnet.metrics as gm
+
+    img = tmp_path / "x.png"
+    write_image_atomic(img, np.full((8, 8), 128, np.uint8))
+    monkeypatch.setitem(gm.CONVENTIONS, "napping", {"NAP": (lambda a, b, f: _time.sleep(0.3) or 1.0, None)})
+    wall = jobs.score_file("napping", str(img), str(img), str(img), ["NAP"])
+    assert wall["values"] == [("NAP", 1.0, False)] and wall["timings"]["NAP"] >= 0.3
+    monkeypatch.setattr(jobs, "_CLOCK", jobs._CLOCK)  # restored after the test, like the variables below
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(k, os.environ.get(k, "1"))
+    threads = cv2.getNumThreads()
+    try:
+        jobs._init_worker(0)  # what a worker process runs first (niceness 0: this process keeps its priority)
+        cpu = jobs.score_file("napping", str(img), str(img), str(img), ["NAP"])
+    finally:
+        cv2.setNumThreads(threads)
+    assert cpu["values"] == wall["values"] and cpu["timings"]["NAP"] < 0.1
 
 
 def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog):

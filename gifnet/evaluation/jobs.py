@@ -34,6 +34,9 @@ __all__ = ["FusedCache", "MetricPool", "check_nice", "default_cache_dir", "failu
            "resolve_workers", "score_file"]
 
 _SOURCES: OrderedDict[str, Any] = OrderedDict()  # per process: the last few source images read (path -> array)
+# what a job's seconds are: wall time in this process; in a worker, its CPU time (set by _init_worker), because a
+# worker below the fusion's priority waits for the CPU and its wall time would count the wait
+_CLOCK = time.perf_counter
 
 
 def _read_cached(path: str):
@@ -51,16 +54,17 @@ def _read_cached(path: str):
 
 def score_file(convention: str, a_path: str, b_path: str, f_path: str, metrics: list[str]) -> dict[str, Any]:
     """Score one fused file: ``{"values": [(metric, value, roundoff)], "timings": {metric: s}, "read": s}``, or
-    ``{"error": reason}`` when the file cannot be read or a metric fails (reason names the file)."""
+    ``{"error": reason}`` when the file cannot be read or a metric fails (reason names the file). Seconds are wall
+    time in this process, CPU time in a :class:`MetricPool` worker (single-threaded there)."""
     from gifnet.metrics import compute_checked, read_for_metrics
 
-    t0 = time.perf_counter()
+    t0 = _CLOCK()
     timings: dict[str, float] = {}
     try:
         a, b = _read_cached(a_path), _read_cached(b_path)
         f = _read_cached(f_path) if f_path in (a_path, b_path) else read_for_metrics(f_path)
-        read = time.perf_counter() - t0
-        vals = compute_checked(convention, a, b, f, list(metrics), timings=timings)
+        read = _CLOCK() - t0
+        vals = compute_checked(convention, a, b, f, list(metrics), timings=timings, clock=_CLOCK)
     except Exception as e:  # noqa: BLE001 - one bad file is one failure; the evaluation goes on
         from gifnet.io import describe_error
 
@@ -70,7 +74,9 @@ def score_file(convention: str, a_path: str, b_path: str, f_path: str, metrics: 
 
 def _init_worker(nice: int) -> None:
     """One thread per worker process, ``nice`` added to its niceness: the workers share the cores with each other
-    and, below the fusion's priority, with the fusion."""
+    and, below the fusion's priority, with the fusion. Jobs are timed by the process's CPU time."""
+    global _CLOCK
+    _CLOCK = time.process_time
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[k] = "1"
     if nice and hasattr(os, "nice"):  # Unix; elsewhere the workers keep the parent's priority
@@ -98,7 +104,7 @@ def check_nice(nice: int) -> int:
 
     At the fusion's priority the workers take time slices from the fusion's OpenMP threads, and a thread that
     loses its slice leaves the others waiting at the next barrier: the fusion slows by far more than the time the
-    metrics take (docs/performance.md, "2026-12-07": MEFB + Lytro 377-385 s at 0, 302 s at 19, the same values).
+    metrics take (docs/performance.md, "2026-12-07": MEFB + Lytro 377-385 s at 0, 302-308 s at 19, the same values).
     """
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
         raise ValueError(f"worker_nice must be an integer from 0 to 19, got {nice!r}")
@@ -130,6 +136,11 @@ class MetricPool:
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
             import multiprocessing as mp
+
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+            if self.nice and load >= (os.cpu_count() or 1) / 2:
+                log.warning("the machine is busy (load %.1f): metric workers at niceness +%d run only in the time "
+                            "other processes leave; worker_nice=0 shares the CPU with them equally", load, self.nice)
 
             # spawn, not fork: forking a process whose torch/OpenMP threads are running is unsafe
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,

@@ -165,7 +165,8 @@ def _markdown(result: EvalResult, stats: dict[str, dict[tuple[str, str], _Cell]]
         f"- failures: {len(result.failures)}; wall time {result.seconds:.1f} s",
     ]  # fmt: skip
     if result.timings:
-        where = f"summed over {result.workers} worker processes, run while fusing" if result.workers else "in turn"
+        where = (f"metrics in CPU seconds of {result.workers} worker processes, run beside the fusion"
+                 if result.workers else "in turn")
         lines.append(f"- time per dataset, fusion + metrics ({where}; timings.json per metric): " + "; ".join(
             f"{k} {v['fusion']:.1f} + {v['metrics']:.1f} s" for k, v in result.timings.items()))
     lines.append("")

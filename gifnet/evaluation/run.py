@@ -49,7 +49,8 @@ class EvalResult:
     checkpoint_names: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {"fusion"|"metrics"|"read": s}
+    # dataset -> {"fusion"|"metrics"|"read": s}; metric and reading seconds are CPU seconds in worker processes
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
     metric_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> {metric: s}
     workers: int = 0
     worker_nice: int = 0
@@ -335,9 +336,9 @@ def evaluate(
     result.cache = {"dir": None if cache.dir is None else str(cache.dir), "hits": cache.hits, "misses": cache.misses}
     for spec in datasets:
         t = result.timings.get(spec.name, {})
-        log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s (summed over %s), reading %.1f s", spec.name,
+        log.info("%s: %d image(s), fusion %.1f s, metrics %.1f s (%s), reading %.1f s", spec.name,
                  len(result.images.get(spec.name, [])), t.get("fusion", 0.0), t.get("metrics", 0.0),
-                 f"{n_workers} worker(s)" if n_workers else "this process", t.get("read", 0.0))
+                 f"CPU, summed over {n_workers} worker(s)" if n_workers else "this process", t.get("read", 0.0))
     result.seconds = time.perf_counter() - t0
     write_reports(result, out)
     if figure:
