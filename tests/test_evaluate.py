@@ -429,13 +429,32 @@ def test_busy_machine_hint(monkeypatch, caplog):
     """Beside other busy processes, niced workers would wait for them: the pool says so and names the setting."""
     import gifnet.evaluation.jobs as jobs
 
-    cores = os.cpu_count() or 1
-    for load, nice, warned in ((cores, 19, True), (cores, 0, False), (0.0, 19, False)):
-        monkeypatch.setattr(os, "getloadavg", lambda load=load: (float(load), 0.0, 0.0), raising=False)
+    for busy, nice, warned in ((0.9, 19, True), (0.9, 0, False), (0.1, 19, False), (None, 19, False)):
+        monkeypatch.setattr(jobs, "_busy_fraction", lambda busy=busy: busy)
         caplog.clear()
         with jobs.MetricPool(1, nice):
             pass
-        assert any("worker_nice=0" in r.message for r in caplog.records) is warned, (load, nice)
+        assert any("worker_nice=0" in r.message for r in caplog.records) is warned, (busy, nice)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="no /proc/stat")
+def test_busy_fraction_sees_a_busy_process():
+    """A process spinning on one core makes at least a share of one core of the machine's CPU time busy."""
+    import subprocess
+    import sys
+    import time
+
+    from gifnet.evaluation.jobs import _busy_fraction
+
+    cores = os.cpu_count() or 1
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 30\nwhile time.time() < t: pass"])
+    try:
+        time.sleep(0.3)  # let it start
+        busy = _busy_fraction(0.5)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert busy is not None and 0.8 / cores <= busy <= 1.0
 
 
 def test_worker_jobs_are_timed_in_cpu_seconds(monkeypatch, tmp_path):

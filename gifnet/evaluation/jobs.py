@@ -111,6 +111,23 @@ def check_nice(nice: int) -> int:
     return nice
 
 
+def _busy_fraction(interval: float = 0.2) -> float | None:
+    """The fraction of the machine's CPU time spent busy over the next ``interval`` seconds (Linux's /proc/stat;
+    ``None`` elsewhere). Called while this process waits, it measures the other processes."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            ticks = [int(x) for x in fh.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if total1 <= total0 else 1.0 - (idle1 - idle0) / (total1 - total0)
+
+
 class _Done:
     """A finished result with the interface of a :class:`concurrent.futures.Future` (``workers=0``)."""
 
@@ -137,10 +154,11 @@ class MetricPool:
         if workers > 0:
             import multiprocessing as mp
 
-            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-            if self.nice and load >= (os.cpu_count() or 1) / 2:
-                log.warning("the machine is busy (load %.1f): metric workers at niceness +%d run only in the time "
-                            "other processes leave; worker_nice=0 shares the CPU with them equally", load, self.nice)
+            busy = _busy_fraction() if self.nice else None
+            if busy is not None and busy >= 0.5:
+                log.warning("other processes keep %.0f%% of the CPU busy: metric workers at niceness +%d run only in "
+                            "the time they leave; worker_nice=0 shares the CPU with them equally", 100 * busy,
+                            self.nice)  # fmt: skip
 
             # spawn, not fork: forking a process whose torch/OpenMP threads are running is unsafe
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
