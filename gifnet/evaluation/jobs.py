@@ -99,15 +99,20 @@ def resolve_workers(workers: int | str, n_images: int) -> int:
     return workers
 
 
-def check_nice(nice: int) -> int:
-    """The niceness added to the metric workers, validated: an integer from 0 (the fusion's priority) to 19.
+def check_nice(nice: int | str) -> int | str:
+    """The niceness added to the metric workers, validated: ``"auto"`` or an integer from 0 (the fusion's priority)
+    to 19.
 
     At the fusion's priority the workers take time slices from the fusion's OpenMP threads, and a thread that
     loses its slice leaves the others waiting at the next barrier: the fusion slows by far more than the time the
     metrics take (docs/performance.md, "2026-12-07": MEFB + Lytro 377-385 s at 0, 302-308 s at 19, the same values).
+    Niced workers also wait for every other busy process, though, so ``"auto"`` (:class:`MetricPool`) takes 19 only
+    when the CPU is free as the workers start.
     """
+    if nice == "auto":
+        return nice
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
-        raise ValueError(f"worker_nice must be an integer from 0 to 19, got {nice!r}")
+        raise ValueError(f"worker_nice must be 'auto' or an integer from 0 to 19, got {nice!r}")
     return nice
 
 
@@ -144,21 +149,30 @@ def failure(reason: str) -> _Done:
 
 
 class MetricPool:
-    """Scores fused files in ``workers`` processes (0: at once, in this process) at niceness +``nice`` (0-19);
-    ``submit`` returns a future."""
+    """Scores fused files in ``workers`` processes (0: at once, in this process) at niceness +``nice`` (0-19, or
+    ``"auto"``: 19 when other processes leave the CPU free as the workers start, else 0); ``submit`` returns a
+    future."""
 
-    def __init__(self, workers: int, nice: int = 19):
+    def __init__(self, workers: int, nice: int | str = "auto"):
         self.workers = workers
-        self.nice = check_nice(nice)
+        nice = check_nice(nice)
+        self.nice = 0  # the niceness the workers run at (no workers: none)
         self._pool: ProcessPoolExecutor | None = None
         if workers > 0:
             import multiprocessing as mp
 
-            busy = _busy_fraction() if self.nice else None
-            if busy is not None and busy >= 0.5:
-                log.warning("other processes keep %.0f%% of the CPU busy: metric workers at niceness +%d run only in "
-                            "the time they leave; worker_nice=0 shares the CPU with them equally", 100 * busy,
-                            self.nice)  # fmt: skip
+            busy = _busy_fraction() if nice else None
+            busy = busy is not None and busy >= 0.5
+            if nice == "auto":
+                self.nice = 0 if busy else 19
+                if busy:
+                    log.info("other processes keep the CPU busy: metric workers at the fusion's priority "
+                             "(worker_nice=auto; niced, they would wait for those processes)")
+            else:
+                self.nice = nice
+                if busy and nice:
+                    log.warning("other processes keep the CPU busy: metric workers at niceness +%d run only in the "
+                                "time they leave; worker_nice=0 or auto shares the CPU with them", nice)
 
             # spawn, not fork: forking a process whose torch/OpenMP threads are running is unsafe
             self._pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,

@@ -185,7 +185,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     workers: int | str = 0,
     metrics: dict[str, Sequence[str]] | None = None,
-    worker_nice: int = 19,
+    worker_nice: int | str = "auto",
 ) -> EvalResult:
     """Fuse and score every selected dataset, then write the reports (see :func:`write_reports`).
 
@@ -211,8 +211,9 @@ def evaluate(
             cache): a checkpoint's outputs are fused once per checkpoint file, settings, code and source files.
         workers: processes that compute the metrics while the next image fuses (``"auto"``: every core for 8 or
             more images; 0: in this process). Values do not depend on it.
-        worker_nice: niceness added to the worker processes (0-19, :func:`gifnet.evaluation.jobs.check_nice`):
-            the fusion keeps the cores, the metrics take the time it leaves. Values do not depend on it.
+        worker_nice: niceness added to the worker processes (0-19, or ``"auto"``: 19 unless other processes keep
+            the CPU busy; :func:`gifnet.evaluation.jobs.check_nice`): the fusion keeps the cores, the metrics take
+            the time it leaves. Values do not depend on it.
         metrics: ``{dataset: [metric, ...]}`` overriding datasets' metric lists (when ``datasets`` is a string).
 
     Missing or unreadable fused files, size mismatches and metric errors become per-image :class:`Failure` s
@@ -332,7 +333,7 @@ def evaluate(
                 per_metric[k] = per_metric.get(k, 0.0) + t
             result.timings[ds]["metrics"] += sum(r["timings"].values())
             result.timings[ds]["read"] += r["read"]
-    result.workers, result.worker_nice = n_workers, worker_nice if n_workers else 0
+        result.workers, result.worker_nice = n_workers, pool.nice
     result.cache = {"dir": None if cache.dir is None else str(cache.dir), "hits": cache.hits, "misses": cache.misses}
     for spec in datasets:
         t = result.timings.get(spec.name, {})
