@@ -161,8 +161,7 @@ class MetricPool:
         if workers > 0:
             import multiprocessing as mp
 
-            busy = _busy_fraction() if nice else None
-            busy = busy is not None and busy >= 0.5
+            busy = bool(nice) and (_busy_fraction() or 0.0) >= 0.5  # None: cannot tell, taken as free
             if nice == "auto":
                 self.nice = 0 if busy else 19
                 if busy:
