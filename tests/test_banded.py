@@ -147,6 +147,40 @@ def test_last_pass_maps_no_extra_buffer(monkeypatch, kw, peak):
     banded.release_buffers()
 
 
+@pytest.fixture
+def threads():
+    """Restores torch's intra-op thread count after a test that changes it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_rln_statistics_do_not_depend_on_the_thread_count(threads):
+    """The band statistics (the next RLN's mean and std, the channel centres) are the same bits with 1, 2 and 3
+    threads. Full reductions (``mean()``, ``dot``) are split among torch's threads, and with them 3 pixels of
+    TNO_01 came out one grey level apart between 1 and 2 threads; the statistics now sum per channel."""
+    from gifnet.inference.banded import _Stats
+
+    g = torch.Generator().manual_seed(0)
+    # two maps of 3 chunks + a partial one each, large enough for torch to parallelise every reduction
+    maps = [torch.randn(3 * 4096 + 1000, 98, generator=g) * 2.5 + 0.7 + torch.arange(98) / 50 for _ in range(2)]
+    results = []
+    for n in (1, 2, 3):
+        torch.set_num_threads(n)
+        st = _Stats(torch.device("cpu"))
+        for x in maps:
+            st.add(x)
+        results.append((*st.mean_std(1e-5), st.channel_means()))
+    for other in results[1:]:
+        for got, ref in zip(other, results[0]):
+            assert torch.equal(got, ref)
+    x = torch.cat(maps).double()
+    mean, std = results[0][:2]
+    assert abs(float(mean) - float(x.mean())) <= 1e-6 * float(x.abs().mean())
+    assert abs(float(std) - float(torch.sqrt(x.var(correction=0) + 1e-5))) <= 1e-6 * float(std)
+    assert torch.allclose(results[0][2].double(), x.mean(0), rtol=0, atol=1e-5)
+
+
 def test_bad_arguments():
     m = GIFNet().eval()
     a, b = _pair(8, 8)

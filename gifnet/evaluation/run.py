@@ -145,12 +145,13 @@ def _fuse_one(fuser: Fuser, pa: Path, pb: Path | None) -> np.ndarray:
 
 
 def _device_kind(device) -> str:
-    """The device type and, on CPU, the instruction set torch dispatches to (kernels, hence the last bits of a
-    fused value, differ between them): part of the fused-output cache key."""
+    """The device type and, on CPU, the instruction set torch dispatches to and torch's thread count (kernels,
+    hence the last bits of a fused value, differ between instruction sets, and MKL's matrix products between
+    some thread counts: 2 and 4 threads on the 2026-12-07 AVX2 machine): part of the fused-output cache key."""
     import torch
 
     if device.type == "cpu":
-        return f"cpu-{torch.backends.cpu.get_cpu_capability()}"
+        return f"cpu-{torch.backends.cpu.get_cpu_capability()}-{torch.get_num_threads()}threads"
     return device.type
 
 

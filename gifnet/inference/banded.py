@@ -119,7 +119,12 @@ class _Stats:
     deviation, and the per-channel means that centre low-precision products.
 
     Values are shifted by the first chunk's mean before squaring (no cancellation in ``E[x²] - E[x]²``);
-    chunk sums are taken in float64.
+    each chunk is summed per channel (torch's cascade summation in float32) and the chunk sums are accumulated
+    in float64. Every sum reduces over the rows of each channel first and never over a whole chunk at once:
+    torch splits a full reduction (``mean()``, ``dot``) among its threads, so its round-off, and through the RLN
+    statistics the fused image, would depend on the thread count (with a ``dot`` here, 3 pixels of TNO_01
+    differed by one grey level between 1 and 2 threads); a per-channel reduction is split by channels, each
+    summed in the same order whatever the thread count.
     """
 
     def __init__(self, device):
@@ -130,13 +135,13 @@ class _Stats:
 
     def add(self, x: torch.Tensor) -> None:
         if self.shift is None:
-            self.shift = x[:_CHUNK].mean()
+            first = x[:_CHUNK]
+            self.shift = (first.sum(0, dtype=torch.float64).sum() / first.numel()).to(x.dtype)
             self.sc = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
         for i in range(0, x.shape[0], _CHUNK):
             d = x[i : i + _CHUNK] - self.shift
-            self.sc += d.sum(0, dtype=torch.float64)
-            d = d.view(-1)
-            self.ss += torch.dot(d, d)
+            self.sc += d.sum(0)
+            self.ss += d.square_().sum(0).sum(dtype=torch.float64)
         self.pixels += x.shape[0]
 
     def mean_std(self, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
