@@ -29,6 +29,14 @@ def missing_shared(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def torch_threads():
+    """For a test that changes torch's intra-op thread count: restores it afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared():
     """Path of the read-only ``../shared`` folder; skips the test when it is absent (fails in CI)."""

@@ -147,15 +147,7 @@ def test_last_pass_maps_no_extra_buffer(monkeypatch, kw, peak):
     banded.release_buffers()
 
 
-@pytest.fixture
-def threads():
-    """Restores torch's intra-op thread count after a test that changes it."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def test_rln_statistics_do_not_depend_on_the_thread_count(threads):
+def test_rln_statistics_do_not_depend_on_the_thread_count(torch_threads):
     """The band statistics (the next RLN's mean and std, the channel centres) are the same bits with 1, 2 and 3
     threads. Full reductions (``mean()``, ``dot``) are split among torch's threads, and with them 3 pixels of
     TNO_01 came out one grey level apart between 1 and 2 threads; the statistics now sum per channel."""

@@ -493,7 +493,7 @@ def test_worker_jobs_are_timed_in_cpu_seconds(monkeypatch, tmp_path):
     assert cpu["values"] == wall["values"] and cpu["timings"]["NAP"] < 0.1
 
 
-def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog):
+def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog, torch_threads):
     """A second evaluation of the same checkpoint reads its fused files from the cache; any change of checkpoint,
     setting or source fuses again; an unwritable cache is reported and the evaluation goes on."""
     import gifnet.evaluation.run as ev
@@ -531,12 +531,8 @@ def test_fused_output_cache(bench, tmp_path, monkeypatch, caplog):
     assert fused == ["p0", "p1", "p2"]
     fused.clear()
     # another thread count (MKL's products may differ in the last bits): fused again
-    threads = torch.get_num_threads()
-    torch.set_num_threads(threads + 1)
-    try:
-        evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "5t", **kw)
-    finally:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(torch.get_num_threads() + 1)
+    evaluate(bench["ckpt"], "toy_ivif", out=bench["out"] / "5t", **kw)
     assert fused == ["p0", "p1", "p2"]
     # a cache that cannot be written: one warning, the evaluation is complete
     blocked = tmp_path / "blocked"
