@@ -1,7 +1,7 @@
 """Speed and memory of fusion and training (a benchmark, not a test).
 
     gifnet benchmark mode=fuse [sizes=[256x256,512x512,1024x1280,2160x3840]] [repeat=2]
-    gifnet benchmark mode=train [steps=3] [batch=8] [crop=128] [references=[released,plain]]
+    gifnet benchmark mode=train [steps=3] [batch=8] [crop=128] [references=[released,plain]] [rounds=2]
     gifnet benchmark mode=train layouts=[native,auto] [tasks=[official]] [precisions=[fp32]]
     gifnet benchmark mode=process [process_sizes=[480x640]] [repeat=3]
     gifnet benchmark mode=profile [tasks=[official]] [precisions=[fp32]] [top=10]
@@ -20,7 +20,9 @@ the ~0.4 GB of the Python + torch runtime) is its own. Fusion paths:
   ``no_grad``, both CFGM streams through every block, the released window attention), NCHW.
 
 Training rows time one iteration (every step of the protocol on one batch). ``references`` adds in-project
-references timed in the same invocation, so that every speed-up is reported against a figure measured beside it:
+references timed in the same invocation, so that every speed-up is reported against a figure measured beside it
+(``rounds`` > 1 repeats the cases with the order reversed every other round and reports each round's ratio and
+their median; every row shows an sgemm probe of the machine's speed taken just before it, :func:`sgemm_rate`):
 
 * ``released``: the released training step's computation (:mod:`gifnet.reference`: both CFGM streams to
   the end, ``cat(QK, V)`` windows, explicit attention, RLN statistics by convolution, the literal C×C DenseNet
@@ -47,6 +49,7 @@ import itertools
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -65,6 +68,26 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def sgemm_rate(n: int = 2048, repeat: int = 5) -> float:
+    """This process's fp32 matrix-product rate in GFLOP/s (best of ``repeat`` ``n``³ products, torch's threads).
+
+    A probe of the machine's speed at one moment: virtual machines drift (the same product ran at 130 and at
+    65 GFLOP/s on one 2-core VM within a day, docs/performance.md), so the train rows print it beside each case
+    and a ratio between two cases is only read where the probe did not move between them.
+    """
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)  # warm-up (MKL's buffers, the threads)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 def run_fuse_case(
@@ -397,20 +420,62 @@ def _check_layouts(layouts: list[str]) -> None:
         raise ValueError(f"layouts: each at most once, got {layouts}")
 
 
-def _print_speedups(rows: dict[tuple[str, str], dict], task: str) -> None:
-    """gifnet's s/iteration against each reference measured beside it."""
-    ok = {k: r["seconds_per_iter"] for k, r in rows.items() if "error" not in r}
-    released = ok.get(("released", "fp32"))
-    for (name, prec), sec in ok.items():
-        if name != "gifnet":
-            continue
-        parts = []
-        if ("plain", prec) in ok:
-            parts.append(f"{ok[('plain', prec)] / sec:.2f}× the plain reference ({prec})")
-        if released:
-            parts.append(f"{released / sec:.2f}× the released-step reference (fp32)")
-        if parts:
-            print(f"# {task} {prec}: gifnet is " + ", ".join(parts) + " measured beside it")
+def _check_rounds(rounds) -> int:
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    return rounds
+
+
+def _speedups(per_round: list[dict[tuple[str, str], dict]]) -> dict[tuple[str, str], list[float]]:
+    """gifnet's speed-up over each reference, one ratio per round: ``{(gifnet precision, reference): [...]}``.
+
+    The plain reference is compared in the same precision, the released one (fp32 only) with every precision.
+    A round whose gifnet or reference case failed gives no ratio.
+    """
+    out: dict[tuple[str, str], list[float]] = {}
+    for rows in per_round:
+        ok = {k: r["seconds_per_iter"] for k, r in rows.items() if "error" not in r}
+        for (name, prec), sec in ok.items():
+            if name != "gifnet":
+                continue
+            for ref, key in (("plain", ("plain", prec)), ("released", ("released", "fp32"))):
+                if key in ok:
+                    out.setdefault((prec, ref), []).append(ok[key] / sec)
+    return out
+
+
+def _print_speedups(per_round: list[dict[tuple[str, str], dict]], task: str) -> None:
+    """gifnet's s/iteration against each reference measured beside it (the median over rounds, and each round)."""
+    labels = {"plain": "the plain reference ({prec})", "released": "the released-step reference (fp32)"}
+    by_prec: dict[str, list[str]] = {}
+    for (prec, ref), ratios in _speedups(per_round).items():
+        text = f"{statistics.median(ratios):.2f}× " + labels[ref].format(prec=prec)
+        if len(ratios) > 1:
+            text += f" (median of {len(ratios)} rounds: {', '.join(f'{x:.2f}' for x in ratios)})"
+        by_prec.setdefault(prec, []).append(text)
+    for prec, parts in by_prec.items():
+        print(f"# {task} {prec}: gifnet is " + ", ".join(parts) + " measured beside it")
+
+
+#: Spread of the sgemm probe between the cases of one task above which the benchmark warns that ratios
+#: between them mix the machine's drift with the code's speed (back-to-back probes on a quiet 2-core VM already
+#: spread by up to 1.22×, 2026-12-07).
+DRIFT_WARNING = 1.30
+
+
+def _print_drift(rows: list[dict], task: str, rounds: int = 1) -> None:
+    """The sgemm probe's range over one task's cases, with a warning when the machine's speed moved."""
+    rates = [r["sgemm_gflops_before"] for r in rows if "sgemm_gflops_before" in r]
+    if len(rates) < 2:
+        return
+    lo, hi = min(rates), max(rates)
+    line = f"# {task}: sgemm probe {lo:.0f}–{hi:.0f} GFLOP/s before the cases"
+    if hi > DRIFT_WARNING * lo:
+        line += (f" — the machine's speed moved by {hi / lo:.2f}× during the comparison: ratios between cases "
+                 "mix that drift with the code's speed")
+        line += (" (the median over rounds evens it out only in part: read the rounds' spread)" if rounds > 1
+                 else " (rounds=3 or more: each round's ratio and their median)")
+    print(line)
 
 
 def _case_main(argv: list[str]) -> int:
@@ -442,6 +507,7 @@ def run_benchmark(cfg) -> int:
     if mode not in ("fuse", "train", "profile", "metrics", "process"):
         raise ValueError(f"mode must be fuse, train, profile, metrics or process, got {mode!r}")
     _train_cases(["fp32"], list(args["references"]))  # a bad reference name is an error before anything runs
+    _check_rounds(args["rounds"])
     _check_layouts(list(args["layouts"]))
     _check_profiler(args["profiler"])
     if mode == "metrics":
@@ -519,23 +585,31 @@ def run_benchmark(cfg) -> int:
                     print(f"# {task} {prec}: {first} / {name} = {means[first] / means[name]:.3f} "
                           "(iterations alternating in one process)")
     else:
-        print("| task | precision | variant | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | peak RSS GB |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        rounds = _check_rounds(args.rounds)
+        print("| task | precision | variant | round | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | "
+              "sgemm GFLOP/s before | peak RSS GB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for task in args.tasks:
-            rows: dict[tuple[str, str], dict] = {}
-            for name, prec in _train_cases(args.precisions, args.references):
-                r = _subprocess("train", _train_payload(args, task, prec, **TRAIN_VARIANTS[name]), args.timeout)
-                r["variant"] = name
-                rows[(name, prec)] = r
-                results.append(r)
-                if "error" in r:
-                    print(f"| {task} | {prec} | {name} | error: {r['error']} |")
-                else:
-                    print(f"| {task} | {prec} | {name} | {r['batch']} × {r['crop']}² | {r['steps_per_iter']} | "
-                          f"{r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | {r['approx_gflops']:.1f} | "
-                          f"{r['peak_rss_gb']:.2f} |", flush=True)
-            _print_speedups(rows, task)
-            _compare_losses(rows, task, args.weighting)
+            cases = _train_cases(args.precisions, args.references)
+            per_round: list[dict[tuple[str, str], dict]] = []
+            for rnd in range(rounds):
+                rows: dict[tuple[str, str], dict] = {}
+                for name, prec in cases if rnd % 2 == 0 else cases[::-1]:  # ABBA: drift cancels in the median
+                    probe = sgemm_rate()
+                    r = _subprocess("train", _train_payload(args, task, prec, **TRAIN_VARIANTS[name]), args.timeout)
+                    r.update(variant=name, round=rnd + 1, sgemm_gflops_before=probe)
+                    rows[(name, prec)] = r
+                    results.append(r)
+                    if "error" in r:
+                        print(f"| {task} | {prec} | {name} | {rnd + 1} | error: {r['error']} |")
+                    else:
+                        print(f"| {task} | {prec} | {name} | {rnd + 1} | {r['batch']} × {r['crop']}² | "
+                              f"{r['steps_per_iter']} | {r['seconds_per_iter']:.2f} | {r['iters_per_s']:.3f} | "
+                              f"{r['approx_gflops']:.1f} | {probe:.0f} | {r['peak_rss_gb']:.2f} |", flush=True)
+                per_round.append(rows)
+            _print_speedups(per_round, task)
+            _print_drift([r for rows in per_round for r in rows.values()], task, rounds)
+            _compare_losses(per_round[0], task, args.weighting)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

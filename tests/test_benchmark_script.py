@@ -168,3 +168,79 @@ def test_train_benchmark_rejects_bad_layouts(layouts):
 
     with pytest.raises(ValueError, match="layouts"):
         _check_layouts(layouts)
+
+
+@pytest.mark.slow
+def test_train_benchmark_rounds_alternate_and_report_the_median(tmp_path):
+    stdout, res = _run(["mode=train", *TINY_FP32_CASE, "steps=1", "rounds=2", "references=[released]"], tmp_path)
+    # ABBA: the second round runs the cases in the reverse order
+    assert [(r["round"], r["variant"]) for r in res] == [(1, "gifnet"), (1, "released"), (2, "released"),
+                                                         (2, "gifnet")]
+    assert all("error" not in r and r["sgemm_gflops_before"] > 0 for r in res)
+    ratios = [
+        next(r for r in res if r["round"] == k and r["variant"] == "released")["seconds_per_iter"]
+        / next(r for r in res if r["round"] == k and r["variant"] == "gifnet")["seconds_per_iter"]
+        for k in (1, 2)
+    ]
+    line = next(x for x in stdout.splitlines() if x.startswith("# official fp32: gifnet is "))
+    assert f"(median of 2 rounds: {ratios[0]:.2f}, {ratios[1]:.2f})" in line
+    assert line.startswith(f"# official fp32: gifnet is {(ratios[0] + ratios[1]) / 2:.2f}× the released-step")
+    assert "| official | fp32 | released | 2 | 2 × 32² |" in stdout
+    assert "# official: sgemm probe " in stdout
+
+
+def _rows(*rounds):
+    return [{(name, prec): ({"error": "boom"} if sec is None else {"seconds_per_iter": sec})
+             for (name, prec), sec in rnd.items()} for rnd in rounds]
+
+
+def test_speedups_per_round_and_their_median(capsys):
+    from gifnet.benchmark import _print_speedups, _speedups
+
+    per_round = _rows(
+        {("gifnet", "fp32"): 2.0, ("plain", "fp32"): 3.0, ("released", "fp32"): 8.0, ("gifnet", "bf16"): 1.0},
+        {("gifnet", "fp32"): 2.0, ("plain", "fp32"): 4.0, ("released", "fp32"): 6.0, ("gifnet", "bf16"): None},
+        {("gifnet", "fp32"): 4.0, ("plain", "fp32"): 4.0, ("released", "fp32"): 20.0, ("gifnet", "bf16"): 2.0},
+    )
+    got = _speedups(per_round)
+    assert got[("fp32", "plain")] == [1.5, 2.0, 1.0]
+    assert got[("fp32", "released")] == [4.0, 3.0, 5.0]
+    assert got[("bf16", "released")] == [8.0, 10.0]  # the failed round gives no ratio
+    assert ("bf16", "plain") not in got  # no bf16 plain reference was timed
+    _print_speedups(per_round, "official")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("# official fp32: gifnet is 1.50× the plain reference (fp32) (median of 3 rounds: 1.50, 2.00, "
+                      "1.00), 4.00× the released-step reference (fp32) (median of 3 rounds: 4.00, 3.00, 5.00) "
+                      "measured beside it")
+    assert out[1].startswith("# official bf16: gifnet is 9.00× the released-step reference (fp32) (median of 2")
+    _print_speedups(per_round[:1], "joint")  # one round: the ratio alone, as before
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "# joint fp32: gifnet is 1.50× the plain reference (fp32), 4.00× the released-step reference (fp32) "
+        "measured beside it")
+
+
+def test_drift_between_cases_is_reported(capsys):
+    from gifnet.benchmark import _print_drift
+
+    _print_drift([{"sgemm_gflops_before": 130.0}, {"sgemm_gflops_before": 125.0}], "official")
+    line = capsys.readouterr().out.strip()
+    assert line == "# official: sgemm probe 125–130 GFLOP/s before the cases"
+    _print_drift([{"sgemm_gflops_before": 130.0}, {"error": "x"}, {"sgemm_gflops_before": 65.0}], "joint")
+    line = capsys.readouterr().out.strip()
+    assert "65–130 GFLOP/s" in line and "moved by 2.00×" in line and "rounds=3 or more" in line
+    _print_drift([{"sgemm_gflops_before": 130.0}, {"sgemm_gflops_before": 65.0}], "joint", rounds=3)
+    assert "read the rounds' spread" in capsys.readouterr().out
+
+
+def test_sgemm_probe_measures_a_rate():
+    from gifnet.benchmark import sgemm_rate
+
+    assert 0.1 < sgemm_rate(n=256, repeat=2) < 1e5
+
+
+@pytest.mark.parametrize("rounds", [0, -1, 1.5, True, "2"])
+def test_train_benchmark_rejects_bad_rounds(rounds):
+    from gifnet.benchmark import _check_rounds
+
+    with pytest.raises(ValueError, match="rounds must be a positive integer"):
+        _check_rounds(rounds)
