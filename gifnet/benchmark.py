@@ -507,7 +507,7 @@ def run_benchmark(cfg) -> int:
     if mode not in ("fuse", "train", "profile", "metrics", "process"):
         raise ValueError(f"mode must be fuse, train, profile, metrics or process, got {mode!r}")
     _train_cases(["fp32"], list(args["references"]))  # a bad reference name is an error before anything runs
-    _check_rounds(args["rounds"])
+    rounds = _check_rounds(args["rounds"])
     _check_layouts(list(args["layouts"]))
     _check_profiler(args["profiler"])
     if mode == "metrics":
@@ -585,7 +585,6 @@ def run_benchmark(cfg) -> int:
                     print(f"# {task} {prec}: {first} / {name} = {means[first] / means[name]:.3f} "
                           "(iterations alternating in one process)")
     else:
-        rounds = _check_rounds(args.rounds)
         print("| task | precision | variant | round | batch × crop | steps/iter | s/iter | it/s | ≈GFLOP/s | "
               "sgemm GFLOP/s before | peak RSS GB |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
