@@ -6,7 +6,11 @@ every command gives the same message for the same mistake.
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger(__name__)
 
 INFERENCE_PRECISIONS = ("fp32", "bf16")
 TRAINING_PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: CUDA autocast only
@@ -30,3 +34,38 @@ def resolve_device(name: str | torch.device) -> torch.device:
         return torch.device(name)
     except RuntimeError as e:
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from e
+
+
+def cpu_has_bf16_kernels() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 or Arm BF16; torch's own check).
+
+    Without them (an AVX2-only x86 CPU) bfloat16 convolutions and products are emulated: a 640×480 fusion took
+    33.3 s in bf16 against 4.59 s in fp32 on a 2-core AVX2 EPYC (2026-12-07, ``docs/performance.md``). Unknown
+    (the private check missing in another torch) counts as present, so that nothing warns by mistake.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
+
+
+_WARNED_SLOW: set[str] = set()
+
+
+def warn_if_slow_precision(precision: str, device: torch.device) -> bool:
+    """Warn (once per process and precision) when ``bf16`` is asked of a CPU without bfloat16 kernels.
+
+    The setting is kept (the results are valid, only slow); returns whether this call warned.
+    """
+    if precision != "bf16" or torch.device(device).type != "cpu" or cpu_has_bf16_kernels():
+        return False
+    if precision in _WARNED_SLOW:
+        return False
+    _WARNED_SLOW.add(precision)
+    log.warning(
+        "precision=bf16 on a CPU without bfloat16 kernels (torch dispatches at %s): bfloat16 is emulated here and "
+        "runs several times slower than fp32 (7.3x for a 640x480 fusion on an AVX2 CPU, docs/performance.md); "
+        "precision=fp32 is faster on this machine",
+        torch.backends.cpu.get_cpu_capability(),
+    )
+    return True

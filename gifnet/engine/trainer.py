@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from gifnet.data.datasets import build_dataloader
-from gifnet.devices import TRAINING_PRECISIONS, check_precision, resolve_device
+from gifnet.devices import TRAINING_PRECISIONS, check_precision, resolve_device, warn_if_slow_precision
 from gifnet.losses import build_ivif_weighting
 from gifnet.models import GIFNet
 from gifnet.models.checkpoint import read_checkpoint, save_checkpoint
@@ -128,6 +128,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.run_dir = self._shared_run_dir(Path(run_dir))
         self.autocast = autocast_context(str(cfg.precision), self.device)
+        warn_if_slow_precision(str(cfg.precision), self.device)
         seed_everything(int(cfg.seed))
 
         from hydra.utils import instantiate

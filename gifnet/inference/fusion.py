@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gifnet.devices import check_precision, resolve_device
+from gifnet.devices import check_precision, resolve_device, warn_if_slow_precision
 from gifnet.inference import color
 from gifnet.inference.engine import fuse_tensors
 from gifnet.io import (
@@ -157,6 +157,7 @@ class Fuser:
         self.task = get_task(task)
         self.color_mode, self.precision, self.resize = color_mode, precision, resize
         self.device = resolve_device(device)
+        warn_if_slow_precision(precision, self.device)
         self.model = model.to(self.device).eval()
 
     @classmethod
