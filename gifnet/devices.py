@@ -49,19 +49,18 @@ def cpu_has_bf16_kernels() -> bool:
         return True
 
 
-_WARNED_SLOW: set[str] = set()
+_warned_slow_bf16 = False
 
 
 def warn_if_slow_precision(precision: str, device: torch.device) -> bool:
-    """Warn (once per process and precision) when ``bf16`` is asked of a CPU without bfloat16 kernels.
+    """Warn (once per process) when ``bf16`` is asked of a CPU without bfloat16 kernels.
 
     The setting is kept (the results are valid, only slow); returns whether this call warned.
     """
-    if precision != "bf16" or torch.device(device).type != "cpu" or cpu_has_bf16_kernels():
+    global _warned_slow_bf16
+    if _warned_slow_bf16 or precision != "bf16" or torch.device(device).type != "cpu" or cpu_has_bf16_kernels():
         return False
-    if precision in _WARNED_SLOW:
-        return False
-    _WARNED_SLOW.add(precision)
+    _warned_slow_bf16 = True
     log.warning(
         "precision=bf16 on a CPU without bfloat16 kernels (torch dispatches at %s): bfloat16 is emulated here and "
         "runs several times slower than fp32 (7.3x for a 640x480 fusion on an AVX2 CPU, docs/performance.md); "

@@ -15,7 +15,7 @@ from gifnet.models.gifnet import GIFNet
 
 @pytest.fixture
 def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(devices, "_WARNED_SLOW", set())
+    monkeypatch.setattr(devices, "_warned_slow_bf16", False)
 
 
 def _cpu_kernels(monkeypatch, present: bool):
