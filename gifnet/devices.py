@@ -39,9 +39,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
 def cpu_has_bf16_kernels() -> bool:
     """Whether oneDNN has bfloat16 kernels for this CPU (AVX-512 or Arm BF16; torch's own check).
 
-    Without them (an AVX2-only x86 CPU) bfloat16 convolutions and products are emulated: a 640×480 fusion took
-    33.3 s in bf16 against 4.59 s in fp32 on a 2-core AVX2 EPYC (2026-12-07, ``docs/performance.md``). Unknown
-    (the private check missing in another torch) counts as present, so that nothing warns by mistake.
+    Without them (an AVX2-only x86 CPU) bfloat16 convolutions and products are emulated: a 640×480 fusion ran
+    7.3–7.7× slower in bf16 than in fp32 on a 2-core AVX2 EPYC (2026-12-07, two runs, ``docs/performance.md``).
+    Unknown (the private check missing in another torch) counts as present, so that nothing warns by mistake.
     """
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -63,7 +63,7 @@ def warn_if_slow_precision(precision: str, device: torch.device) -> bool:
     _warned_slow_bf16 = True
     log.warning(
         "precision=bf16 on a CPU without bfloat16 kernels (torch dispatches at %s): bfloat16 is emulated here and "
-        "runs several times slower than fp32 (7.3x for a 640x480 fusion on an AVX2 CPU, docs/performance.md); "
+        "runs several times slower than fp32 (7-8x for a 640x480 fusion on an AVX2 CPU, docs/performance.md); "
         "precision=fp32 is faster on this machine",
         torch.backends.cpu.get_cpu_capability(),
     )
